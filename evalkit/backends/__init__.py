@@ -1,0 +1,1 @@
+"""Backends execute tokenized work; they never see tasks. See `base.Backend`."""

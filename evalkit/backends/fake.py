@@ -1,0 +1,110 @@
+"""A deterministic backend for tests: byte tokens, scripted or hash-derived numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+
+ScoreFn = Callable[[str, str], float]  # (context text, continuation text) -> log-prob
+GenerateFn = Callable[[str, int], str]  # (prompt text, sample index) -> generated text
+
+_SPECIALS = 3  # ids 0..2: bos, eos, pad; bytes follow
+
+
+class ByteTokenizer:
+    prefix_token_id = 0
+    eos_token_id = 1
+    pad_token_id = 2
+    fingerprint = "fake-byte-tokenizer-v1"
+
+    def encode(self, text: str) -> list[int]:
+        return [b + _SPECIALS for b in text.encode("utf-8")]
+
+    def encode_plain(self, text: str) -> list[int]:
+        return self.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(i - _SPECIALS for i in ids if i >= _SPECIALS).decode("utf-8", "replace")
+
+
+def _hashed_logprob(context: str, continuation: str) -> float:
+    digest = hashlib.sha256(f"{context}\x00{continuation}".encode()).digest()
+    # Roughly -1 nat per byte, with a deterministic wobble.
+    return -len(continuation.encode()) * (0.5 + digest[0] / 255.0)
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(
+        self,
+        score_fn: ScoreFn | None = None,
+        generate_fn: GenerateFn | None = None,
+        *,
+        max_length: int = 4096,
+        token_budget: int = 8192,
+        fingerprint: str = "fake-model-v1",
+    ) -> None:
+        self._score_fn = score_fn or _hashed_logprob
+        self._generate_fn = generate_fn or (lambda prompt, i: "")
+        self._tokenizer = ByteTokenizer()
+        self._max_length = max_length
+        self._token_budget = token_budget
+        self._fingerprint = fingerprint
+        self.score_calls: list[int] = []  # groups per call, for tests of batching
+        self.generate_calls: list[int] = []
+
+    @property
+    def tokenizer(self) -> ByteTokenizer:
+        return self._tokenizer
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        return {"backend": "fake"}
+
+    @property
+    def token_budget(self) -> int:
+        return self._token_budget
+
+    def score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        self.score_calls.append(len(groups))
+        tok = self._tokenizer
+        out: list[tuple[TokenScore, ...]] = []
+        for g in groups:
+            ctx = tok.decode(g.context)
+            scores = []
+            for cont in g.continuations:
+                lp = float(self._score_fn(ctx, tok.decode(cont)))
+                scores.append(TokenScore(logprob=lp, n_tokens=len(cont), is_greedy=lp > -1e-9))
+            out.append(tuple(scores))
+        return out
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list[tuple[str, ...]]:
+        self.generate_calls.append(len(jobs))
+        out = []
+        for job in jobs:
+            prompt = self._tokenizer.decode(job.prompt)
+            texts = []
+            for i in range(job.n):
+                text = self._generate_fn(prompt, i)
+                for s in job.stop:
+                    if s:
+                        text = text.split(s)[0]
+                texts.append(text)
+            out.append(tuple(texts))
+        return out
+
+
+def logprob_from_probability(p: float) -> float:
+    return math.log(p) if p > 0 else float("-inf")

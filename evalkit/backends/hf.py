@@ -1,0 +1,383 @@
+"""Transformers backend (CPU or GPU, fp32/bf16/fp16).
+
+Scoring packs a group's context once followed by every continuation (less its last token) into
+one sequence, with a tree-shaped 4D attention mask (each branch sees the context and its own
+earlier tokens) and position ids that restart after the context for every branch. Only the
+positions that predict a scored token go through the vocabulary projection and log-softmax;
+[batch, sequence, vocabulary] is never materialized.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+from evalkit.errors import EvalkitError
+from evalkit.fingerprint import model_fingerprint, tokenizer_fingerprint
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class HFTokenizer:
+    """lm-eval's tokenizer conventions over a transformers tokenizer."""
+
+    def __init__(self, tokenizer: Any, fingerprint: str) -> None:
+        self._tok = tokenizer
+        self._fingerprint = fingerprint
+        self._bos_text = (
+            tokenizer.decode([tokenizer.bos_token_id]) if tokenizer.bos_token_id is not None else None
+        )
+
+    @property
+    def prefix_token_id(self) -> int:
+        tok = self._tok
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if prefix is None:
+            raise EvalkitError("the tokenizer has neither a BOS nor an EOS token to prefix texts")
+        return int(prefix)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._tok.eos_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        tok = self._tok
+        for candidate in (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0  # pragma: no cover
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def encode(self, text: str) -> list[int]:
+        # As lm-eval: the tokenizer's default special tokens, unless the text already starts
+        # with the BOS text.
+        if self._bos_text and text.startswith(self._bos_text):
+            return list(self._tok.encode(text, add_special_tokens=False))
+        return list(self._tok.encode(text))
+
+    def encode_plain(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._tok.decode(list(ids), skip_special_tokens=True))
+
+    @property
+    def raw(self) -> Any:
+        return self._tok
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_checkpoint(path: Path) -> None:
+    if not path.exists():
+        raise EvalkitError(f"checkpoint not found: {path}")
+    if not path.is_dir():
+        raise EvalkitError(f"checkpoint is not a directory: {path}")
+    if not (path / "config.json").is_file():
+        raise EvalkitError(f"not a Hugging Face checkpoint (no config.json): {path}")
+    try:
+        json.loads((path / "config.json").read_text())
+    except ValueError as exc:
+        raise EvalkitError(f"unreadable config.json in {path}: {_first_line(exc)}") from None
+    if not any(p.suffix in (".safetensors", ".bin") for p in path.iterdir()):
+        raise EvalkitError(f"no weights (*.safetensors or *.bin) in {path}")
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        token_budget: int | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        import torch
+        import transformers
+
+        path = Path(checkpoint)
+        _check_checkpoint(path)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if dtype not in DTYPES:
+            raise EvalkitError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        self.device = torch.device(device)
+        self.dtype_name = dtype
+        self._torch_dtype = getattr(torch, dtype)
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
+        if not getattr(tokenizer, "is_fast", False) and tokenizer.__class__.__name__ == "bool":
+            raise EvalkitError(f"no usable tokenizer in {path}")  # pragma: no cover
+        try:
+            model, info = transformers.AutoModelForCausalLM.from_pretrained(
+                str(path),
+                local_files_only=True,
+                dtype=self._torch_dtype,
+                output_loading_info=True,
+                attn_implementation="sdpa",
+            )
+        except Exception as exc:
+            raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
+        missing = list(info.get("missing_keys", []))
+        if missing:
+            raise EvalkitError(
+                f"weights in {path} lack {len(missing)} tensors (e.g. {missing[0]}): "
+                "refusing to score a partly random model"
+            )
+        model.to(self.device)
+        model.eval()
+        self.model = model
+        self.checkpoint = path
+        self._tokenizer = HFTokenizer(tokenizer, tokenizer_fingerprint(path))
+        self._fingerprint = model_fingerprint(path)
+        self._max_length = max_length or _window(model.config, tokenizer)
+        self._decoder = model.get_decoder()
+        self._head = model.get_output_embeddings()
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        self._token_budget = token_budget or self._default_budget()
+
+    # -- Backend protocol ----------------------------------------------------------------
+    @property
+    def tokenizer(self) -> HFTokenizer:
+        return self._tokenizer
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        return {
+            "backend": "hf",
+            "dtype": self.dtype_name,
+            "device": self.device.type,
+            "max_length": str(self._max_length),
+        }
+
+    @property
+    def token_budget(self) -> int:
+        return self._token_budget
+
+    def _default_budget(self) -> int:
+        import torch
+
+        if self.device.type != "cuda":
+            return 4096
+        free, _ = torch.cuda.mem_get_info(self.device)
+        cfg = self.model.config
+        hidden = int(getattr(cfg, "hidden_size", 4096))
+        inter = int(getattr(cfg, "intermediate_size", 4 * hidden))
+        width = torch.finfo(self._torch_dtype).bits // 8
+        # Activations of one layer at a time per token, plus a mask row of the window.
+        per_token = (6 * hidden + 3 * inter) * width + 4 * self._max_length
+        budget = int(free * 0.5 / per_token)
+        return max(2048, min(budget, 262144))
+
+    def score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        import torch
+
+        if not groups:
+            return []
+        with torch.inference_mode():
+            return self._score(groups)
+
+    def _score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        import torch
+
+        n_rows = len(groups)
+        width = max(g.packed_length for g in groups)
+        pad = self._tokenizer.pad_token_id
+        ids = torch.full((n_rows, width), pad, dtype=torch.long)
+        positions = torch.zeros((n_rows, width), dtype=torch.long)
+        segment = torch.full((n_rows, width), -1, dtype=torch.long)
+        # Per scored token: (row, column whose hidden state predicts it, target id).
+        rows: list[int] = []
+        cols: list[int] = []
+        targets: list[int] = []
+        branched = False
+        for r, g in enumerate(groups):
+            n_ctx = len(g.context)
+            tokens = list(g.context)
+            pos = list(range(n_ctx))
+            seg = [0] * n_ctx
+            for b, cont in enumerate(g.continuations, start=1):
+                start = len(tokens)
+                body = cont[:-1]
+                tokens.extend(body)
+                pos.extend(range(n_ctx, n_ctx + len(body)))
+                seg.extend([b] * len(body))
+                branched = branched or bool(body)
+                # The first continuation token is predicted by the context's last position,
+                # the next ones by the branch's own tokens.
+                predictors = [n_ctx - 1, *range(start, start + len(body))]
+                rows.extend([r] * len(cont))
+                cols.extend(predictors)
+                targets.extend(cont)
+            L = len(tokens)
+            ids[r, :L] = torch.tensor(tokens)
+            positions[r, :L] = torch.tensor(pos)
+            segment[r, :L] = torch.tensor(seg)
+            positions[r, L:] = torch.arange(width - L)
+        ids = ids.to(self.device)
+        positions = positions.to(self.device)
+        if branched:
+            seg = segment.to(self.device)
+            idx = torch.arange(width, device=self.device)
+            causal = idx[None, :] <= idx[:, None]
+            key_seg = seg[:, None, :]
+            allowed = causal[None] & ((key_seg == 0) | (key_seg == seg[:, :, None]))
+            mask = torch.zeros(allowed.shape, dtype=self._torch_dtype, device=self.device)
+            mask.masked_fill_(~allowed, torch.finfo(self._torch_dtype).min)
+            out = self._decoder(input_ids=ids, attention_mask=mask[:, None], position_ids=positions)
+        else:
+            # Right padding under a plain causal mask leaves every real position untouched.
+            out = self._decoder(input_ids=ids, position_ids=positions)
+        hidden = out.last_hidden_state
+        row_t = torch.tensor(rows, device=self.device)
+        col_t = torch.tensor(cols, device=self.device)
+        tgt_t = torch.tensor(targets, device=self.device)
+        logits = self._head(hidden[row_t, col_t]).float()
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        logprobs = torch.log_softmax(logits, dim=-1)
+        token_lp = logprobs.gather(1, tgt_t[:, None])[:, 0].double().cpu().tolist()
+        greedy = (logits.argmax(dim=-1) == tgt_t).cpu().tolist()
+        results: list[tuple[TokenScore, ...]] = []
+        i = 0
+        for g in groups:
+            scores = []
+            for cont in g.continuations:
+                n = len(cont)
+                lp = math.fsum(token_lp[i : i + n])
+                scores.append(TokenScore(logprob=lp, n_tokens=n, is_greedy=all(greedy[i : i + n])))
+                i += n
+            results.append(tuple(scores))
+        return results
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list[tuple[str, ...]]:
+        import torch
+
+        if not jobs:
+            return []
+        with torch.inference_mode():
+            greedy = [i for i, j in enumerate(jobs) if j.temperature == 0]
+            out: dict[int, tuple[str, ...]] = {}
+            # Greedy jobs with the same max_tokens batch together; sampled jobs run one by one
+            # under their own seed so their samples do not depend on how they were batched.
+            by_len: dict[int, list[int]] = {}
+            for i in greedy:
+                by_len.setdefault(jobs[i].max_tokens, []).append(i)
+            for max_tokens, idxs in by_len.items():
+                texts = self._generate([jobs[i] for i in idxs], max_tokens, sample=False)
+                for i, t in zip(idxs, texts, strict=True):
+                    out[i] = (t,)
+            for i, job in enumerate(jobs):
+                if job.temperature > 0:
+                    torch.manual_seed(job.seed)
+                    out[i] = tuple(self._generate([job] * job.n, job.max_tokens, sample=True))
+            return [out[i] for i in range(len(jobs))]
+
+    def _generate(self, jobs: Sequence[GenerationJob], max_tokens: int, sample: bool) -> list[str]:
+        import torch
+        import transformers
+
+        pad = self._tokenizer.pad_token_id
+        width = max(len(j.prompt) for j in jobs)
+        ids = torch.full((len(jobs), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(jobs), width), dtype=torch.long)
+        for r, j in enumerate(jobs):
+            ids[r, width - len(j.prompt) :] = torch.tensor(j.prompt)
+            attn[r, width - len(j.prompt) :] = 1
+        stops = sorted({s for j in jobs for s in j.stop if s})
+        criteria = transformers.StoppingCriteriaList()
+        if stops:
+            criteria.append(_StopOnText(self._tokenizer, stops, width))
+        kwargs: dict[str, Any] = {"do_sample": sample}
+        if sample:
+            kwargs.update(temperature=jobs[0].temperature, top_k=0, top_p=1.0)
+        else:
+            kwargs.update(temperature=None, top_k=None, top_p=None)
+        eos = self._tokenizer.eos_token_id
+        generated = self.model.generate(
+            input_ids=ids.to(self.device),
+            attention_mask=attn.to(self.device),
+            max_new_tokens=max_tokens,
+            stopping_criteria=criteria,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            use_cache=True,
+            **kwargs,
+        )
+        texts = []
+        for r, j in enumerate(jobs):
+            new = generated[r, width:].tolist()
+            if eos is not None and eos in new:
+                new = new[: new.index(eos)]
+            texts.append(cut_at_stop(self._tokenizer.decode(new), j.stop))
+        return texts
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Text before the earliest stop sequence (what lm-eval's successive splits leave)."""
+    for term in stop:
+        if term:
+            text = text.split(term)[0]
+    return text
+
+
+class _StopOnText:
+    """Per-row stop once the generated text contains any stop sequence."""
+
+    def __init__(self, tokenizer: HFTokenizer, stops: list[str], prompt_width: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = stops
+        self.prompt_width = prompt_width
+        # Byte-level tokens can be a single byte: look back far enough to see any stop whole.
+        self.lookback = max(len(s.encode()) for s in stops) + 2
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        new = input_ids[:, self.prompt_width :]
+        tail = new[:, -self.lookback :].tolist()
+        done = [any(s in self.tokenizer.decode(t) for s in self.stops) for t in tail]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _window(config: Any, tokenizer: Any) -> int:
+    text_config = getattr(config, "text_config", None)
+    for cfg in (text_config, config):
+        if cfg is None:
+            continue
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000_000:
+        return limit
+    return 2048

@@ -1,0 +1,63 @@
+"""Rich tables for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from evalkit.scoring import Score
+from evalkit.tasks.native import TaskSpec
+
+
+def print_scores(scores: Sequence[Score], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="Scores (95% bootstrap CI)")
+    table.add_column("family", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
+    table.add_column("n", justify="right")
+    for s in sorted(scores, key=lambda s: (s.family, s.task)):
+        arrow = "↑" if s.higher_is_better else "↓"
+        table.add_row(
+            s.family,
+            s.task,
+            f"{s.metric} {arrow}",
+            f"{s.value:.4g}",
+            f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
+            str(s.n),
+        )
+    console.print(table)
+
+
+def print_runs(runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"{len(runs)} run(s)")
+    for col in ("run", "checkpoint", "suite / tasks", "backend", "created"):
+        table.add_column(col)
+    for path, m in runs:
+        tasks = m.get("suite") or ",".join(t["name"] for t in m.get("tasks", []))
+        table.add_row(
+            str(path),
+            Path(str(m.get("checkpoint", ""))).name,
+            str(tasks),
+            f"{m.get('backend')} {m.get('dtype')}",
+            str(m.get("created", ""))[:19],
+        )
+    console.print(table)
+
+
+def print_tasks(specs: Sequence[TaskSpec], suites: Sequence[str], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title="Native tasks")
+    for col in ("family", "task", "kind", "version", "description"):
+        table.add_column(col)
+    for s in sorted(specs, key=lambda s: (s.family, s.name)):
+        table.add_row(s.family, s.name, s.kind, s.version, s.description)
+    console.print(table)
+    console.print(f"Suites: {', '.join(suites) or 'none'}")

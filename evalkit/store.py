@@ -1,0 +1,123 @@
+"""Run directories: written atomically, read by analysis and reports, never by a live model.
+
+A run is `manifest.json`, `samples.parquet` (one row per task item) and `scores.parquet` (one
+row per task/family and metric). It is assembled in a hidden sibling directory and renamed into
+place, so an interrupted run never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError
+from evalkit.scoring import Score
+from evalkit.tasks.base import ItemResult
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples.parquet"
+SCORES = "scores.parquet"
+RUN_SCHEMA_VERSION = 1
+_BASE_COLUMNS = ("task", "doc_id", "prompt_hash", "loglikelihoods", "prediction", "target")
+
+
+def samples_frame(results: dict[str, Sequence[ItemResult]]) -> Any:
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for task, items in results.items():
+        for r in items:
+            row: dict[str, Any] = {
+                "task": task,
+                "doc_id": int(r.doc_id),
+                "prompt_hash": r.prompt_hash,
+                "loglikelihoods": [float(x) for x in r.loglikelihoods],
+                "prediction": r.prediction,
+                "target": r.target,
+                "truncated": r.truncated,
+            }
+            for name, value in r.metrics.items():
+                row[name] = [float(v) for v in value] if isinstance(value, tuple) else float(value)
+            for name, value in r.tags.items():
+                if name in row:
+                    raise EvalkitError(f"task {task}: tag {name!r} clashes with a column")
+                row[name] = value
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def scores_frame(scores: Sequence[Score]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame([asdict(s) for s in scores])
+
+
+def write_run(
+    out: Path, manifest: dict[str, Any], samples: Any, scores: Any, *, overwrite: bool = False
+) -> Path:
+    out = out.resolve()
+    if out.exists() and not overwrite:
+        raise EvalkitError(f"run directory already exists: {out} (runs are immutable)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        samples.to_parquet(staging / SAMPLES, index=False)
+        scores.to_parquet(staging / SCORES, index=False)
+        # The manifest goes last: its presence marks a complete run.
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+@dataclass(frozen=True)
+class RunData:
+    path: Path
+    manifest: dict[str, Any]
+    samples: Any  # pandas.DataFrame
+    scores: Any  # pandas.DataFrame
+
+
+def is_run(path: Path) -> bool:
+    return (path / MANIFEST).is_file() and (path / SCORES).is_file()
+
+
+def read_run(path: Path) -> RunData:
+    import pandas as pd
+
+    if not is_run(path):
+        raise EvalkitError(f"not a complete evalkit run directory: {path}")
+    manifest = json.loads((path / MANIFEST).read_text())
+    return RunData(
+        path=path,
+        manifest=manifest,
+        samples=pd.read_parquet(path / SAMPLES),
+        scores=pd.read_parquet(path / SCORES),
+    )
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    if not is_run(path):
+        raise EvalkitError(f"not a complete evalkit run directory: {path}")
+    data = json.loads((path / MANIFEST).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Complete runs under `root` (the root itself, or any depth below), sorted by path."""
+    if not root.exists():
+        raise EvalkitError(f"runs folder not found: {root}")
+    found = [p.parent for p in root.rglob(MANIFEST) if is_run(p.parent)]
+    return sorted(found)

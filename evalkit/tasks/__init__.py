@@ -1,0 +1,1 @@
+"""Tasks turn documents into requests and responses into per-item scores."""

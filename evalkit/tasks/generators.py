@@ -1,0 +1,116 @@
+"""Seeded document generators for native tasks, by name.
+
+A generator is `fn(rng, n, **params) -> list[dict]`: the same seed and params always give the
+same documents. Registering a name twice is an error, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+Doc = dict[str, Any]
+Generator = Callable[..., list[Doc]]
+
+GENERATORS: dict[str, Generator] = {}
+
+
+def generator(name: str) -> Callable[[Generator], Generator]:
+    def register(fn: Generator) -> Generator:
+        if name in GENERATORS:
+            raise ValueError(f"generator {name!r} is registered twice")
+        GENERATORS[name] = fn
+        return fn
+
+    return register
+
+
+def get_generator(name: str) -> Generator:
+    try:
+        return GENERATORS[name]
+    except KeyError:
+        known = ", ".join(sorted(GENERATORS))
+        raise KeyError(f"unknown generator {name!r} (known: {known})") from None
+
+
+def _distractors(rng: random.Random, answer: int, k: int, spread: int = 5) -> list[int]:
+    """k distinct wrong non-negative integers near `answer`."""
+    pool = [answer + d for d in range(-spread, spread + 1) if d != 0 and answer + d >= 0]
+    return rng.sample(pool, k)
+
+
+@generator("addition_mc")
+def addition_mc(rng: random.Random, n: int, max_operand: int = 19, n_choices: int = 4) -> list[Doc]:
+    """`a + b =` with the true sum among near-miss distractors (the arithmetic slice's format)."""
+    pairs = [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+    rng.shuffle(pairs)
+    docs = []
+    for a, b in pairs[:n]:
+        wrong = _distractors(rng, a + b, n_choices - 1)
+        choices = [a + b, *wrong]
+        rng.shuffle(choices)
+        docs.append(
+            {
+                "a": a,
+                "b": b,
+                "answer": str(a + b),
+                "choices": [str(c) for c in choices],
+                "gold": choices.index(a + b),
+                "difficulty": "carry" if (a % 10) + (b % 10) >= 10 else "no_carry",
+            }
+        )
+    return docs
+
+
+_KEY_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@generator("kv_recall")
+def kv_recall(rng: random.Random, n: int, min_records: int = 3, max_records: int = 8) -> list[Doc]:
+    """Records `key K is V.` then a query for one of them (the key-value slice's format)."""
+    docs = []
+    for _ in range(n):
+        count = rng.randint(min_records, max_records)
+        keys: list[str] = []
+        while len(keys) < count:
+            k = "".join(rng.choice(_KEY_LETTERS) for _ in range(3))
+            if k not in keys:
+                keys.append(k)
+        values = [str(rng.randint(10, 99)) for _ in keys]
+        pick = rng.randrange(count)
+        records = " ".join(f"key {k} is {v}." for k, v in zip(keys, values, strict=True))
+        docs.append(
+            {
+                "records": records,
+                "key": keys[pick],
+                "value": values[pick],
+                "n_records": count,
+                "position": pick,
+            }
+        )
+    return docs
+
+
+_SUBJECTS = ["The quiet river", "A tall tree", "The old man", "A small bird", "The red house"]
+_VERBS = ["carries", "watches", "finds", "holds", "follows"]
+_OBJECTS = ["a small boat", "the morning light", "an open door", "the green field", "a warm stone"]
+
+
+@generator("prose")
+def prose(rng: random.Random, n: int, sentences: int = 3) -> list[Doc]:
+    """Filler sentences from a small grammar (the prose slice's format)."""
+    docs = []
+    for _ in range(n):
+        text = " ".join(
+            f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}."
+            for _ in range(sentences)
+        )
+        docs.append({"text": text, "n_sentences": sentences})
+    return docs
+
+
+@generator("random_letters")
+def random_letters(rng: random.Random, n: int, length: int = 40) -> list[Doc]:
+    """Uniformly random lowercase strings: a control no checkpoint has seen."""
+    return [{"text": "".join(rng.choice(_KEY_LETTERS) for _ in range(length))} for _ in range(n)]

@@ -1,0 +1,397 @@
+"""Native tasks: a small YAML spec (+ a named, seeded generator or a JSONL file of docs).
+
+One field, one meaning. Templates are `str.format` strings over a document's fields; a missing
+field is an error naming the task, the template and the document, never an empty string.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from evalkit import metrics as M
+from evalkit.errors import EvalkitError
+from evalkit.requests import (
+    Generate,
+    GenerateResult,
+    Loglikelihood,
+    LoglikelihoodResult,
+    Request,
+    Response,
+    RollingLoglikelihood,
+    RollingResult,
+)
+from evalkit.tasks.base import Item, ItemResult, MetricSpec, TagValue, items_hash, text_hash
+from evalkit.tasks.generators import get_generator
+
+Kind = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
+KINDS: tuple[str, ...] = ("multiple_choice", "loglikelihood", "rolling", "generate")
+
+# Which metrics each kind can compute, and whether higher is better.
+KIND_METRICS: dict[str, dict[str, bool]] = {
+    "multiple_choice": {"acc": True, "acc_norm": True, "p_correct": True, "bpb": False},
+    "loglikelihood": {"acc": True, "bpb": False, "logprob": True},
+    "rolling": {"bpb": False, "logprob": True},
+    "generate": {"exact_match": True},
+}
+
+_COMMON_KEYS = {"name", "family", "version", "description", "kind", "docs", "fewshot", "tags",
+                "metrics"}
+_KIND_KEYS: dict[str, set[str]] = {
+    "multiple_choice": {"prompt", "choices", "gold", "target_delimiter"},
+    "loglikelihood": {"prompt", "continuation"},
+    "rolling": {"text"},
+    "generate": {"prompt", "target", "stop", "max_tokens", "extract"},
+}
+
+
+@dataclass(frozen=True)
+class DocsSpec:
+    generator: str | None = None
+    seed: int = 0
+    n: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # JSONL, one document per line
+
+
+@dataclass(frozen=True)
+class FewShotSpec:
+    k: int = 0
+    seed: int = 0
+    separator: str = "\n\n"
+
+
+@dataclass(frozen=True)
+class ExtractSpec:
+    """How a number is read from a generation: the first or last match of an integer/decimal."""
+
+    select: Literal["first", "last"] = "first"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    family: str
+    version: str
+    kind: Kind
+    docs: DocsSpec
+    metrics: tuple[str, ...]
+    source_file: Path
+    description: str = ""
+    prompt: str = ""
+    continuation: str = ""
+    text: str = ""
+    choices: str = ""  # doc field holding the list of choice texts
+    gold: str = ""  # doc field holding the gold choice index
+    target: str = ""  # template of the expected answer (generate)
+    target_delimiter: str = " "
+    stop: tuple[str, ...] = ("\n",)
+    max_tokens: int = 32
+    extract: ExtractSpec | None = None
+    fewshot: FewShotSpec = FewShotSpec()
+    tags: tuple[str, ...] = ()
+
+
+def _fail(path: Path, message: str) -> EvalkitError:
+    return EvalkitError(f"malformed task spec {path}: {message}")
+
+
+def load_spec(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _fail(path, f"invalid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "expected a mapping at the top level")
+    for key in ("name", "family", "version", "kind", "docs"):
+        if key not in raw:
+            raise _fail(path, f"missing required key {key!r}")
+    kind = raw["kind"]
+    if kind not in KINDS:
+        raise _fail(path, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    unknown = set(raw) - _COMMON_KEYS - _KIND_KEYS[kind]
+    if unknown:
+        raise _fail(path, f"unknown key(s) for kind {kind}: {', '.join(sorted(unknown))}")
+    docs_raw = raw["docs"]
+    if not isinstance(docs_raw, dict):
+        raise _fail(path, "'docs' must be a mapping with 'generator' or 'path'")
+    if ("generator" in docs_raw) == ("path" in docs_raw):
+        raise _fail(path, "'docs' needs exactly one of 'generator' or 'path'")
+    docs = DocsSpec(
+        generator=docs_raw.get("generator"),
+        seed=int(docs_raw.get("seed", 0)),
+        n=int(docs_raw.get("n", 0)),
+        params=dict(docs_raw.get("params", {}) or {}),
+        path=(path.parent / docs_raw["path"]) if "path" in docs_raw else None,
+    )
+    if docs.generator is not None and docs.n <= 0:
+        raise _fail(path, "'docs.n' must be a positive number of documents")
+    allowed = KIND_METRICS[kind]
+    metrics = tuple(raw.get("metrics") or allowed)
+    bad = [m for m in metrics if m not in allowed]
+    if bad:
+        raise _fail(path, f"metric(s) {bad} not available for kind {kind} ({', '.join(allowed)})")
+    required = {
+        "multiple_choice": ("prompt", "choices", "gold"),
+        "loglikelihood": ("prompt", "continuation"),
+        "rolling": ("text",),
+        "generate": ("prompt", "target"),
+    }[kind]
+    for key in required:
+        if not isinstance(raw.get(key), str):
+            raise _fail(path, f"kind {kind} needs a string {key!r}")
+    fewshot_raw = raw.get("fewshot") or {}
+    fewshot = FewShotSpec(
+        k=int(fewshot_raw.get("k", 0)),
+        seed=int(fewshot_raw.get("seed", 0)),
+        separator=str(fewshot_raw.get("separator", "\n\n")),
+    )
+    if fewshot.k and kind == "rolling":
+        raise _fail(path, "rolling tasks take no few-shot examples")
+    extract_raw = raw.get("extract")
+    extract = None
+    if extract_raw is not None:
+        select = extract_raw.get("select", "first") if isinstance(extract_raw, dict) else None
+        if select not in ("first", "last"):
+            raise _fail(path, "'extract.select' must be 'first' or 'last'")
+        extract = ExtractSpec(select=select)
+    stop = raw.get("stop", ["\n"])
+    if isinstance(stop, str):
+        stop = [stop]
+    return TaskSpec(
+        name=str(raw["name"]),
+        family=str(raw["family"]),
+        version=str(raw["version"]),
+        kind=kind,
+        docs=docs,
+        metrics=metrics,
+        source_file=path,
+        description=str(raw.get("description", "")),
+        prompt=str(raw.get("prompt", "")),
+        continuation=str(raw.get("continuation", "")),
+        text=str(raw.get("text", "")),
+        choices=str(raw.get("choices", "")),
+        gold=str(raw.get("gold", "")),
+        target=str(raw.get("target", "")),
+        target_delimiter=str(raw.get("target_delimiter", " ")),
+        stop=tuple(str(s) for s in stop),
+        max_tokens=int(raw.get("max_tokens", 32)),
+        extract=extract,
+        fewshot=fewshot,
+        tags=tuple(str(t) for t in raw.get("tags", []) or []),
+    )
+
+
+class NativeTask:
+    source = "native"
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._docs: list[dict[str, Any]] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        better = KIND_METRICS[self.spec.kind]
+        return tuple(MetricSpec(name=m, higher_is_better=better[m]) for m in self.spec.metrics)
+
+    # -- documents ------------------------------------------------------------------------
+    def docs(self) -> list[dict[str, Any]]:
+        if self._docs is None:
+            self._docs = self._load_docs()
+        return self._docs
+
+    def _load_docs(self) -> list[dict[str, Any]]:
+        d = self.spec.docs
+        if d.path is not None:
+            if not d.path.is_file():
+                raise EvalkitError(f"task {self.name}: docs file not found: {d.path}")
+            docs = []
+            for lineno, line in enumerate(d.path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    docs.append(json.loads(line))
+                except ValueError:
+                    raise EvalkitError(
+                        f"task {self.name}: {d.path} line {lineno} is not valid JSON"
+                    ) from None
+            return docs
+        assert d.generator is not None
+        try:
+            gen = get_generator(d.generator)
+        except KeyError as exc:
+            raise EvalkitError(f"task {self.name}: {exc.args[0]}") from None
+        try:
+            return gen(random.Random(d.seed), d.n, **d.params)
+        except TypeError as exc:
+            raise EvalkitError(f"task {self.name}: bad generator params: {exc}") from None
+
+    # -- rendering ------------------------------------------------------------------------
+    def _render(self, template_name: str, template: str, doc: Mapping[str, Any], i: int) -> str:
+        try:
+            return template.format_map(doc)
+        except KeyError as exc:
+            raise EvalkitError(
+                f"task {self.name}: template {template_name!r} uses {{{exc.args[0]}}}, "
+                f"which doc {i} lacks (fields: {', '.join(sorted(doc))})"
+            ) from None
+        except (IndexError, ValueError) as exc:
+            raise EvalkitError(
+                f"task {self.name}: template {template_name!r} cannot render doc {i}: {exc}"
+            ) from None
+
+    def _field(self, doc: Mapping[str, Any], key: str, i: int) -> Any:
+        if key not in doc:
+            raise EvalkitError(
+                f"task {self.name}: doc {i} lacks field {key!r} (fields: {', '.join(sorted(doc))})"
+            )
+        return doc[key]
+
+    def _choices(self, doc: Mapping[str, Any], i: int) -> tuple[list[str], int]:
+        choices = self._field(doc, self.spec.choices, i)
+        gold = self._field(doc, self.spec.gold, i)
+        if not isinstance(choices, list) or not choices:
+            raise EvalkitError(f"task {self.name}: doc {i} field {self.spec.choices!r} is not a list")
+        if not isinstance(gold, int) or not 0 <= gold < len(choices):
+            raise EvalkitError(f"task {self.name}: doc {i} has gold index {gold!r} out of range")
+        return [str(c) for c in choices], gold
+
+    def _answer(self, doc: Mapping[str, Any], i: int) -> str:
+        """The text a demonstration shows after its prompt."""
+        s = self.spec
+        if s.kind == "multiple_choice":
+            choices, gold = self._choices(doc, i)
+            return s.target_delimiter + choices[gold]
+        if s.kind == "loglikelihood":
+            return self._render("continuation", s.continuation, doc, i)
+        return s.target_delimiter + self._render("target", s.target, doc, i)
+
+    def _demonstrations(self, docs: list[dict[str, Any]], i: int) -> str:
+        k = self.spec.fewshot.k
+        if k == 0:
+            return ""
+        if k >= len(docs):
+            raise EvalkitError(f"task {self.name}: {k}-shot needs more than {len(docs)} docs")
+        # Seeded per item, never including the item itself.
+        rng = random.Random(f"{self.spec.fewshot.seed}:{i}")
+        pool = [j for j in range(len(docs)) if j != i]
+        shots = rng.sample(pool, k)
+        sep = self.spec.fewshot.separator
+        parts = [
+            self._render("prompt", self.spec.prompt, docs[j], j) + self._answer(docs[j], j)
+            for j in shots
+        ]
+        return sep.join(parts) + sep
+
+    def items(self, limit: int | None = None) -> list[Item]:
+        docs = self.docs()
+        if not docs:
+            raise EvalkitError(f"task {self.name}: no documents")
+        n = len(docs) if limit is None else min(limit, len(docs))
+        return [self._item(docs, i) for i in range(n)]
+
+    def _item(self, docs: list[dict[str, Any]], i: int) -> Item:
+        s = self.spec
+        doc = docs[i]
+        tags: list[tuple[str, TagValue]] = [("family", s.family)]
+        for t in s.tags:
+            value = self._field(doc, t, i)
+            tags.append((t, value if isinstance(value, str | int | float | bool) else str(value)))
+        requests: tuple[Request, ...]
+        if s.kind == "rolling":
+            text = self._render("text", s.text, doc, i)
+            return Item(i, text, (RollingLoglikelihood(text),), text, tuple(tags))
+        prompt = self._demonstrations(docs, i) + self._render("prompt", s.prompt, doc, i)
+        if s.kind == "multiple_choice":
+            choices, gold = self._choices(doc, i)
+            requests = tuple(Loglikelihood(prompt, s.target_delimiter + c) for c in choices)
+            target = choices[gold]
+        elif s.kind == "loglikelihood":
+            target = self._render("continuation", s.continuation, doc, i)
+            requests = (Loglikelihood(prompt, target),)
+        else:
+            target = self._render("target", s.target, doc, i)
+            requests = (Generate(prompt=prompt, stop=s.stop, max_tokens=s.max_tokens),)
+        return Item(i, prompt, requests, target, tuple(tags))
+
+    def content_hash(self, items: Sequence[Item]) -> str:
+        return items_hash(items)
+
+    # -- scoring --------------------------------------------------------------------------
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        docs = self.docs()
+        return [
+            self._score_one(it, resp, docs[it.doc_id])
+            for it, resp in zip(items, responses, strict=True)
+        ]
+
+    def _score_one(self, item: Item, resps: Sequence[Response], doc: Mapping[str, Any]) -> ItemResult:
+        s = self.spec
+        values: dict[str, float]
+        prediction: str | None = None
+        lls: tuple[float, ...] = ()
+        if s.kind == "multiple_choice":
+            choices, gold = self._choices(doc, item.doc_id)
+            lls = tuple(_ll(r) for r in resps)
+            values = M.multiple_choice(lls, choices, gold, s.target_delimiter)
+            prediction = choices[M.argmax(lls)]
+        elif s.kind == "loglikelihood":
+            r = resps[0]
+            assert isinstance(r, LoglikelihoodResult)
+            lls = (r.logprob,)
+            values = {
+                "acc": float(r.is_greedy),
+                "bpb": M.bits_per_byte(r.logprob, item.target),
+                "logprob": r.logprob,
+            }
+        elif s.kind == "rolling":
+            r = resps[0]
+            assert isinstance(r, RollingResult)
+            lls = (r.logprob,)
+            values = {"bpb": M.bits_per_byte(r.logprob, item.target), "logprob": r.logprob}
+        else:
+            r = resps[0]
+            assert isinstance(r, GenerateResult)
+            text = r.texts[0]
+            if s.extract is not None:
+                prediction = M.extract_number(text, s.extract.select)
+            else:
+                prediction = text.strip()
+            values = {"exact_match": M.exact_match(prediction, item.target)}
+        return ItemResult(
+            doc_id=item.doc_id,
+            prompt_hash=text_hash(item.prompt),
+            loglikelihoods=lls,
+            prediction=prediction,
+            target=item.target,
+            metrics={m: values[m] for m in s.metrics},
+            tags=dict(item.tags),
+        )
+
+
+def _ll(r: Response) -> float:
+    if not isinstance(r, LoglikelihoodResult):
+        raise TypeError(f"expected a loglikelihood result, got {type(r).__name__}")
+    return r.logprob
