@@ -123,6 +123,8 @@ def score(
         raise EvalkitError(f"--limit must be positive, got {limit}")
     if truncation not in ("error", "left"):
         raise EvalkitError(f"unknown truncation policy {truncation!r}; use 'error' or 'left'")
+    if out is not None and Path(out).exists():
+        raise EvalkitError(f"run directory already exists: {Path(out).resolve()} (runs are immutable)")
     suite_obj = load_suite(suite) if suite is not None else None
     names = list(suite_obj.tasks) if suite_obj is not None else list(tasks or [])
     tdir = Path(tasks_dir) if tasks_dir is not None else None

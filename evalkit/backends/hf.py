@@ -17,7 +17,7 @@ from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.errors import EvalkitError
-from evalkit.fingerprint import model_fingerprint, tokenizer_fingerprint
+from evalkit.fingerprint import TOKENIZER_FILES, model_fingerprint, tokenizer_fingerprint
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -92,6 +92,11 @@ def _check_checkpoint(path: Path) -> None:
         raise EvalkitError(f"unreadable config.json in {path}: {_first_line(exc)}") from None
     if not any(p.suffix in (".safetensors", ".bin") for p in path.iterdir()):
         raise EvalkitError(f"no weights (*.safetensors or *.bin) in {path}")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise EvalkitError(
+            f"no tokenizer in {path} (none of {', '.join(TOKENIZER_FILES)}); "
+            "save one with tokenizer.save_pretrained"
+        )
 
 
 class HFBackend:

@@ -1,0 +1,101 @@
+"""The HF backend's packed, gathered scoring equals plain forwards; generation honours stops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from evalkit.backends.base import GenerationJob, ScoringGroup
+from evalkit.backends.hf import HFBackend, cut_at_stop
+from evalkit.errors import EvalkitError
+
+
+@pytest.fixture(scope="module")
+def backend(random_ckpt: Path) -> HFBackend:
+    return HFBackend(random_ckpt, device="cpu", dtype="float32")
+
+
+def _reference(model: torch.nn.Module, context: tuple[int, ...], cont: tuple[int, ...]):
+    ids = torch.tensor([list(context) + list(cont)])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    rows = range(len(context) - 1, len(context) + len(cont) - 1)
+    lp = sum(logprobs[r, t].item() for r, t in zip(rows, cont, strict=True))
+    greedy = all(logprobs[r].argmax().item() == t for r, t in zip(rows, cont, strict=True))
+    return lp, greedy
+
+
+def test_tree_packed_groups_equal_separate_forwards(backend: HFBackend) -> None:
+    tok = backend.tokenizer
+    ctx = tuple(tok.encode("Question: is the fox quick? Answer:"))
+    conts = [tuple(tok.encode(t)) for t in (" yes it is", " no", " maybe 1 + 2 = 3", "!")]
+    groups = [
+        ScoringGroup(ctx, tuple(conts)),
+        ScoringGroup(ctx[:4], (conts[1], conts[3])),  # shorter row: padding in the batch
+        ScoringGroup(tuple(tok.encode("def add(x):")), (conts[2],)),
+    ]
+    results = backend.score(groups)
+    for group, scores in zip(groups, results, strict=True):
+        for cont, score in zip(group.continuations, scores, strict=True):
+            lp, greedy = _reference(backend.model, group.context, cont)
+            assert score.logprob == pytest.approx(lp, abs=1e-4)
+            assert score.is_greedy == greedy
+            assert score.n_tokens == len(cont)
+
+
+def test_one_token_continuations_take_the_plain_causal_path(backend: HFBackend) -> None:
+    tok = backend.tokenizer
+    ctx = tuple(tok.encode("1 + 2 ="))
+    conts = tuple((t,) for t in tok.encode(" 3 4 5")[:3])
+    (scores,) = backend.score([ScoringGroup(ctx, conts)])
+    for cont, s in zip(conts, scores, strict=True):
+        lp, greedy = _reference(backend.model, ctx, cont)
+        assert s.logprob == pytest.approx(lp, abs=1e-5) and s.is_greedy == greedy
+
+
+def test_greedy_flag_is_true_for_the_model_own_greedy_continuation(backend: HFBackend) -> None:
+    ctx = tuple(backend.tokenizer.encode("The quick brown"))
+    ids = torch.tensor([list(ctx)])
+    with torch.no_grad():
+        nxt = int(backend.model(ids).logits[0, -1].argmax())
+    (scores,) = backend.score([ScoringGroup(ctx, ((nxt,),))])
+    assert scores[0].is_greedy
+
+
+def test_greedy_generation_matches_step_by_step_argmax(backend: HFBackend) -> None:
+    prompt = tuple(backend.tokenizer.encode("1 + 2 ="))
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(6):
+            ids.append(int(backend.model(torch.tensor([ids])).logits[0, -1].argmax()))
+    expected = backend.tokenizer.decode(ids[len(prompt) :])
+    other = tuple(backend.tokenizer.encode("The quick brown fox jumps"))
+    job = GenerationJob(prompt=prompt, stop=(), max_tokens=6, temperature=0.0, n=1, seed=0)
+    job2 = GenerationJob(prompt=other, stop=(), max_tokens=6, temperature=0.0, n=1, seed=0)
+    out = backend.generate([job, job2])  # batched with left padding
+    assert out[0] == (expected,)
+
+
+def test_sampling_is_reproducible_per_seed(backend: HFBackend) -> None:
+    prompt = tuple(backend.tokenizer.encode("The"))
+    job = GenerationJob(prompt=prompt, stop=(), max_tokens=5, temperature=1.0, n=3, seed=11)
+    a = backend.generate([job])
+    b = backend.generate([job])
+    assert a == b and len(a[0]) == 3
+
+
+def test_cut_at_stop_keeps_text_before_the_earliest_stop() -> None:
+    assert cut_at_stop("12\n34.", ["\n", "."]) == "12"
+    assert cut_at_stop("12.34\n", ["\n", "."]) == "12"
+    assert cut_at_stop("abc", []) == "abc"
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, random_ckpt: Path) -> None:
+    with pytest.raises(EvalkitError, match="not found"):
+        HFBackend(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EvalkitError, match="config.json"):
+        HFBackend(empty)
