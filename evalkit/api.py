@@ -82,7 +82,9 @@ def load_backend(
     if backend not in BACKENDS:
         raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "vllm":
-        raise EvalkitError("the vLLM backend is not available in this evalkit yet; use --backend hf")
+        raise EvalkitError(
+            "the vLLM backend is not available in this evalkit yet; use --backend hf"
+        )
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(checkpoint, device=device, dtype=dtype, token_budget=token_budget)
@@ -124,7 +126,9 @@ def score(
     if truncation not in ("error", "left"):
         raise EvalkitError(f"unknown truncation policy {truncation!r}; use 'error' or 'left'")
     if out is not None and Path(out).exists():
-        raise EvalkitError(f"run directory already exists: {Path(out).resolve()} (runs are immutable)")
+        raise EvalkitError(
+            f"run directory already exists: {Path(out).resolve()} (runs are immutable)"
+        )
     suite_obj = load_suite(suite) if suite is not None else None
     names = list(suite_obj.tasks) if suite_obj is not None else list(tasks or [])
     tdir = Path(tasks_dir) if tasks_dir is not None else None

@@ -31,20 +31,31 @@ def _fail(message: str) -> NoReturn:
 @app.command()
 def score(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (Hugging Face layout).")],
-    suite: Annotated[str | None, typer.Option(help="Suite name (tasks/suites/NAME.yaml) or path.")] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="Suite name (tasks/suites/NAME.yaml) or path.")
+    ] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task names.")] = None,
     tasks_dir: Annotated[
         Path | None, typer.Option(help="Extra folder of task YAML (native or lm-eval).")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Score only the first N items per task.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N items per task.")
+    ] = None,
     backend: Annotated[str, typer.Option(help="hf, vllm, or auto.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto.")] = "auto",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16, or auto.")] = "auto",
-    out: Annotated[Path | None, typer.Option(help="Run directory to write (must not exist).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory to write (must not exist).")
+    ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Result cache folder.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the cache.")
+    ] = False,
     truncation: Annotated[
-        str, typer.Option(help="Over-long inputs: 'error' (default) or 'left' (drop oldest tokens, counted).")
+        str,
+        typer.Option(
+            help="Over-long inputs: 'error' (default) or 'left' (drop oldest tokens, counted)."
+        ),
     ] = "error",
     provenance: Annotated[
         Path | None, typer.Option(help="provenance.yaml (default: the checkpoint's own).")

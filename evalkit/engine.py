@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evalkit.backends.base import Backend, GenerationJob, ScoringGroup, TokenScore, Tokenizer
+from evalkit.backends.base import Backend, GenerationJob, ScoringGroup, Tokenizer, TokenScore
 from evalkit.cache import ResultCache, cache_key
 from evalkit.errors import ContextTooLongError
 from evalkit.requests import (
@@ -364,6 +364,7 @@ class _ProgressContext:
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -372,7 +373,6 @@ class _ProgressContext:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
-        from rich.console import Console
 
         progress = Progress(
             TextColumn("[bold]scoring"),

@@ -27,7 +27,9 @@ class Loglikelihood:
 
     @property
     def hash(self) -> str:
-        return _content_hash(self.kind, {"context": self.context, "continuation": self.continuation})
+        return _content_hash(
+            self.kind, {"context": self.context, "continuation": self.continuation}
+        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ RUN_SCHEMA_VERSION = 1
 _BASE_COLUMNS = ("task", "doc_id", "prompt_hash", "loglikelihoods", "prediction", "target")
 
 
-def samples_frame(results: dict[str, Sequence[ItemResult]]) -> Any:
+def samples_frame(results: Mapping[str, Sequence[ItemResult]]) -> Any:
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
@@ -42,12 +42,14 @@ def samples_frame(results: dict[str, Sequence[ItemResult]]) -> Any:
                 "target": r.target,
                 "truncated": r.truncated,
             }
-            for name, value in r.metrics.items():
-                row[name] = [float(v) for v in value] if isinstance(value, tuple) else float(value)
-            for name, value in r.tags.items():
+            for name, metric in r.metrics.items():
+                row[name] = (
+                    [float(v) for v in metric] if isinstance(metric, tuple) else float(metric)
+                )
+            for name, tag in r.tags.items():
                 if name in row:
                     raise EvalkitError(f"task {task}: tag {name!r} clashes with a column")
-                row[name] = value
+                row[name] = tag
             rows.append(row)
     return pd.DataFrame(rows)
 

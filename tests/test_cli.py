@@ -49,20 +49,51 @@ def no_run_left(out: Path) -> None:
 def test_score_writes_a_complete_run(random_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = evalkit(
-        "score", random_ckpt, "--suite", "smoke", "--limit", "5", "--out", out,
-        "--cache-dir", tmp_path / "cache", "--no-progress",
+        "score",
+        random_ckpt,
+        "--suite",
+        "smoke",
+        "--limit",
+        "5",
+        "--out",
+        out,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--no-progress",
     )
     assert proc.returncode == 0, proc.stderr
     assert "95% CI" in proc.stdout and f"run written to {out}" in proc.stdout
     run = read_run(out)
     assert set(run.scores["task"]) == {
-        "smoke_arith_mc", "smoke_arith_gen", "smoke_kv_recall", "smoke_prose_bpb"
+        "smoke_arith_mc",
+        "smoke_arith_gen",
+        "smoke_kv_recall",
+        "smoke_prose_bpb",
     }
-    for col in ("task", "doc_id", "prompt_hash", "loglikelihoods", "prediction", "target", "acc",
-                "acc_norm", "p_correct", "bpb", "exact_match", "family", "difficulty"):
+    for col in (
+        "task",
+        "doc_id",
+        "prompt_hash",
+        "loglikelihoods",
+        "prediction",
+        "target",
+        "acc",
+        "acc_norm",
+        "p_correct",
+        "bpb",
+        "exact_match",
+        "family",
+        "difficulty",
+    ):
         assert col in run.samples.columns, col
     assert list(run.scores.columns)[:7] == [
-        "task", "family", "metric", "value", "ci_low", "ci_high", "n"
+        "task",
+        "family",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
     ]
     mc = run.samples[run.samples.task == "smoke_arith_mc"]
     assert all(len(x) == 4 for x in mc.loglikelihoods)
@@ -80,7 +111,8 @@ def test_score_writes_a_complete_run(random_ckpt: Path, tmp_path: Path) -> None:
 def test_missing_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert_user_error(
-        evalkit("score", tmp_path / "nope", "--suite", "smoke", "--out", out), "checkpoint not found"
+        evalkit("score", tmp_path / "nope", "--suite", "smoke", "--out", out),
+        "checkpoint not found",
     )
     no_run_left(out)
 
@@ -160,18 +192,33 @@ def test_help_is_fast_and_lists_commands() -> None:
         assert cmd in proc.stdout
     # Importing the CLI must not import the heavy libraries.
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, evalkit.cli; print(sorted(m for m in ('torch','transformers','pandas',"
-         "'lm_eval') if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, evalkit.cli; print(sorted(m for m in ('torch','transformers','pandas',"
+            "'lm_eval') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert probe.stdout.strip() == "[]"
 
 
 def test_samples_parquet_round_trips_tags(random_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    proc = evalkit("score", random_ckpt, "--tasks", "smoke_kv_recall", "--limit", "3",
-                   "--out", out, "--no-cache", "--no-progress")
+    proc = evalkit(
+        "score",
+        random_ckpt,
+        "--tasks",
+        "smoke_kv_recall",
+        "--limit",
+        "3",
+        "--out",
+        out,
+        "--no-cache",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     samples = pd.read_parquet(out / "samples.parquet")
     assert list(samples.doc_id) == [0, 1, 2]

@@ -78,7 +78,11 @@ def test_results_come_back_for_every_request_in_any_order() -> None:
 
 
 def test_cache_makes_a_second_run_reuse_everything(tmp_path: Path) -> None:
-    reqs = [Loglikelihood("a", " b"), RollingLoglikelihood("some text"), Generate("p", max_tokens=4)]
+    reqs = [
+        Loglikelihood("a", " b"),
+        RollingLoglikelihood("some text"),
+        Generate("p", max_tokens=4),
+    ]
     cache = ResultCache(tmp_path / "c.sqlite")
     first = FakeBackend(generate_fn=lambda p, i: "out")
     r1 = Engine(first, cache, QUIET).run(reqs)

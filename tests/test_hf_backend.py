@@ -97,5 +97,5 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, random_ckpt: Path) 
         HFBackend(tmp_path / "nope")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(EvalkitError, match="config.json"):
+    with pytest.raises(EvalkitError, match=r"config\.json"):
         HFBackend(empty)

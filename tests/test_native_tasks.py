@@ -48,8 +48,12 @@ def test_multiple_choice_items_and_scoring(tmp_path: Path) -> None:
     lls[gold] = -1.0
     (res,) = task.score([it], [[LoglikelihoodResult(x, 1, False) for x in lls]])
     assert res.metrics["acc"] == 1.0 and res.metrics["acc_norm"] == 1.0
-    assert res.metrics["p_correct"] == pytest.approx(math.exp(-1) / (math.exp(-1) + 3 * math.exp(-5)))
-    assert res.metrics["bpb"] == pytest.approx(1.0 / (math.log(2) * len((" " + it.target).encode())))
+    assert res.metrics["p_correct"] == pytest.approx(
+        math.exp(-1) / (math.exp(-1) + 3 * math.exp(-5))
+    )
+    assert res.metrics["bpb"] == pytest.approx(
+        1.0 / (math.log(2) * len((" " + it.target).encode()))
+    )
     assert res.prediction == it.target and res.loglikelihoods == tuple(lls)
 
 
@@ -88,7 +92,10 @@ def test_missing_template_key_names_task_template_and_doc(tmp_path: Path) -> Non
         (lambda s: s.replace("name: t_mc\n", ""), "missing required key 'name'"),
         (lambda s: s + "promt: typo\n", "unknown key"),
         (lambda s: s + "metrics: [exact_match]\n", "not available for kind"),
-        (lambda s: s.replace("docs: {generator: addition_mc, seed: 1, n: 30}", "docs: {}"), "exactly one"),
+        (
+            lambda s: s.replace("docs: {generator: addition_mc, seed: 1, n: 30}", "docs: {}"),
+            "exactly one",
+        ),
         (lambda s: s + "  bad indent: [\n", "invalid YAML"),
     ],
 )
@@ -148,8 +155,12 @@ def test_generators_are_pinned() -> None:
     # The first documents of each generator: a change here changes every task built on it.
     docs = GENERATORS["addition_mc"](random.Random(1234), 2)
     assert docs[0] == {
-        "a": 16, "b": 13, "answer": "29", "choices": docs[0]["choices"],
-        "gold": docs[0]["choices"].index("29"), "difficulty": "no_carry",
+        "a": 16,
+        "b": 13,
+        "answer": "29",
+        "choices": docs[0]["choices"],
+        "gold": docs[0]["choices"].index("29"),
+        "difficulty": "no_carry",
     }
     assert len(docs[0]["choices"]) == 4 and len(set(docs[0]["choices"])) == 4
     kv = GENERATORS["kv_recall"](random.Random(7), 1)[0]

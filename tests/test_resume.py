@@ -25,8 +25,22 @@ def _rows(db: Path) -> int:
 
 def _score(ckpt: Path, out: Path, cache: Path) -> list[str]:
     return [
-        sys.executable, "-m", "evalkit.cli", "score", str(ckpt), "--suite", "smoke",
-        "--out", str(out), "--cache-dir", str(cache), "--token-budget", "48", "--limit", "40", "--no-progress",
+        sys.executable,
+        "-m",
+        "evalkit.cli",
+        "score",
+        str(ckpt),
+        "--suite",
+        "smoke",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--token-budget",
+        "48",
+        "--limit",
+        "40",
+        "--no-progress",
     ]
 
 
@@ -34,8 +48,9 @@ def test_sigkill_then_resume_gives_identical_results(random_ckpt: Path, tmp_path
     cache = tmp_path / "cache"
     db = cache / "results.sqlite"
     killed_out = tmp_path / "killed"
-    proc = subprocess.Popen(_score(random_ckpt, killed_out, cache), stderr=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _score(random_ckpt, killed_out, cache), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while _rows(db) < 50 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -46,8 +61,9 @@ def test_sigkill_then_resume_gives_identical_results(random_ckpt: Path, tmp_path
     saved = _rows(db)
     assert saved >= 50
 
-    resumed = subprocess.run(_score(random_ckpt, killed_out, cache), capture_output=True,
-                             text=True, timeout=600)
+    resumed = subprocess.run(
+        _score(random_ckpt, killed_out, cache), capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     m = re.search(r"(\d+) unique requests: (\d+) reused from cache, (\d+) computed", resumed.stdout)
     assert m, resumed.stdout
@@ -55,8 +71,12 @@ def test_sigkill_then_resume_gives_identical_results(random_ckpt: Path, tmp_path
     assert reused == saved and computed == unique - saved and computed > 0
 
     fresh_out = tmp_path / "fresh"
-    fresh = subprocess.run(_score(random_ckpt, fresh_out, tmp_path / "cache2"),
-                           capture_output=True, text=True, timeout=600)
+    fresh = subprocess.run(
+        _score(random_ckpt, fresh_out, tmp_path / "cache2"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert fresh.returncode == 0, fresh.stderr
     for name in ("samples.parquet", "scores.parquet"):
         a = pd.read_parquet(killed_out / name)

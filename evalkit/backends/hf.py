@@ -29,7 +29,9 @@ class HFTokenizer:
         self._tok = tokenizer
         self._fingerprint = fingerprint
         self._bos_text = (
-            tokenizer.decode([tokenizer.bos_token_id]) if tokenizer.bos_token_id is not None else None
+            tokenizer.decode([tokenizer.bos_token_id])
+            if tokenizer.bos_token_id is not None
+            else None
         )
 
     @property
@@ -133,8 +135,10 @@ class HFBackend:
             raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
         if not getattr(tokenizer, "is_fast", False) and tokenizer.__class__.__name__ == "bool":
             raise EvalkitError(f"no usable tokenizer in {path}")  # pragma: no cover
+        model: Any
+        info: dict[str, Any]
         try:
-            model, info = transformers.AutoModelForCausalLM.from_pretrained(
+            model, info = transformers.AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
                 str(path),
                 local_files_only=True,
                 dtype=self._torch_dtype,
@@ -250,11 +254,11 @@ class HFBackend:
         ids = ids.to(self.device)
         positions = positions.to(self.device)
         if branched:
-            seg = segment.to(self.device)
+            seg_t = segment.to(self.device)
             idx = torch.arange(width, device=self.device)
             causal = idx[None, :] <= idx[:, None]
-            key_seg = seg[:, None, :]
-            allowed = causal[None] & ((key_seg == 0) | (key_seg == seg[:, :, None]))
+            key_seg = seg_t[:, None, :]
+            allowed = causal[None] & ((key_seg == 0) | (key_seg == seg_t[:, :, None]))
             mask = torch.zeros(allowed.shape, dtype=self._torch_dtype, device=self.device)
             mask.masked_fill_(~allowed, torch.finfo(self._torch_dtype).min)
             out = self._decoder(input_ids=ids, attention_mask=mask[:, None], position_ids=positions)

@@ -52,7 +52,9 @@ def print_runs(runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | N
     console.print(table)
 
 
-def print_tasks(specs: Sequence[TaskSpec], suites: Sequence[str], console: Console | None = None) -> None:
+def print_tasks(
+    specs: Sequence[TaskSpec], suites: Sequence[str], console: Console | None = None
+) -> None:
     console = console or Console()
     table = Table(title="Native tasks")
     for col in ("family", "task", "kind", "version", "description"):

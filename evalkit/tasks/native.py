@@ -41,8 +41,17 @@ KIND_METRICS: dict[str, dict[str, bool]] = {
     "generate": {"exact_match": True},
 }
 
-_COMMON_KEYS = {"name", "family", "version", "description", "kind", "docs", "fewshot", "tags",
-                "metrics"}
+_COMMON_KEYS = {
+    "name",
+    "family",
+    "version",
+    "description",
+    "kind",
+    "docs",
+    "fewshot",
+    "tags",
+    "metrics",
+}
 _KIND_KEYS: dict[str, set[str]] = {
     "multiple_choice": {"prompt", "choices", "gold", "target_delimiter"},
     "loglikelihood": {"prompt", "continuation"},
@@ -271,7 +280,9 @@ class NativeTask:
         choices = self._field(doc, self.spec.choices, i)
         gold = self._field(doc, self.spec.gold, i)
         if not isinstance(choices, list) or not choices:
-            raise EvalkitError(f"task {self.name}: doc {i} field {self.spec.choices!r} is not a list")
+            raise EvalkitError(
+                f"task {self.name}: doc {i} field {self.spec.choices!r} is not a list"
+            )
         if not isinstance(gold, int) or not 0 <= gold < len(choices):
             raise EvalkitError(f"task {self.name}: doc {i} has gold index {gold!r} out of range")
         return [str(c) for c in choices], gold
@@ -347,7 +358,9 @@ class NativeTask:
             for it, resp in zip(items, responses, strict=True)
         ]
 
-    def _score_one(self, item: Item, resps: Sequence[Response], doc: Mapping[str, Any]) -> ItemResult:
+    def _score_one(
+        self, item: Item, resps: Sequence[Response], doc: Mapping[str, Any]
+    ) -> ItemResult:
         s = self.spec
         values: dict[str, float]
         prediction: str | None = None

@@ -46,7 +46,7 @@ _TolerantLoader.add_multi_constructor("!", _any_tag)
 
 def read_yaml(path: Path) -> Any:
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_TolerantLoader)  # noqa: S506
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_TolerantLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
