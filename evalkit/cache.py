@@ -12,7 +12,13 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from evalkit.requests import GenerateResult, LoglikelihoodResult, Response, RollingResult
+from evalkit.requests import (
+    GenerateResult,
+    LoglikelihoodResult,
+    Response,
+    RollingResult,
+    TokenLogprobsResult,
+)
 
 
 def cache_key(model_fingerprint: str, settings: Mapping[str, str], request_hash: str) -> str:
@@ -33,6 +39,12 @@ def encode_response(response: Response) -> str:
         }
     elif isinstance(response, RollingResult):
         payload = {"kind": "rolling", "logprob": response.logprob, "n_tokens": response.n_tokens}
+    elif isinstance(response, TokenLogprobsResult):
+        payload = {
+            "kind": "token_logprobs",
+            "logprobs": list(response.logprobs),
+            "greedy": list(response.greedy),
+        }
     else:
         payload = {"kind": "generate", "texts": list(response.texts)}
     # json writes floats with repr(), which round-trips exactly.
@@ -52,6 +64,11 @@ def decode_response(blob: str) -> Response:
         return RollingResult(logprob=float(data["logprob"]), n_tokens=int(data["n_tokens"]))
     if kind == "generate":
         return GenerateResult(texts=tuple(str(t) for t in data["texts"]))
+    if kind == "token_logprobs":
+        return TokenLogprobsResult(
+            logprobs=tuple(float(x) for x in data["logprobs"]),
+            greedy=tuple(bool(x) for x in data["greedy"]),
+        )
     raise ValueError(f"unknown cached response kind {kind!r}")
 
 

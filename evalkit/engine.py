@@ -31,6 +31,8 @@ from evalkit.requests import (
     Response,
     RollingLoglikelihood,
     RollingResult,
+    TokenLogprobs,
+    TokenLogprobsResult,
 )
 
 Truncation = Literal["error", "left"]
@@ -175,6 +177,18 @@ class Engine:
             elif isinstance(req, RollingLoglikelihood):
                 tokens = enc.encode(req.text)
                 plan.units_of[h] = rolling_windows(tokens, enc.tokenizer.prefix_token_id, window)
+            elif isinstance(req, TokenLogprobs):
+                if req.tokens is not None:
+                    unit: Unit = (req.tokens[:1], req.tokens[1:])
+                else:
+                    unit = ((enc.tokenizer.prefix_token_id,), enc.encode_plain(req.text or ""))
+                need = len(unit[0]) + len(unit[1]) - 1
+                if need > window:
+                    # Per-token probes are defined on the whole sequence: never cut them.
+                    raise ContextTooLongError(
+                        f"request {h[:12]} needs {need} tokens but the model's window is {window}"
+                    )
+                plan.units_of[h] = [unit]
             elif isinstance(req, Generate):
                 prompt = enc.encode(req.prompt)
                 room = window - req.max_tokens
@@ -347,6 +361,11 @@ def _assemble(request: Request, units: list[Unit], scores: dict[Unit, TokenScore
     if isinstance(request, Loglikelihood):
         s = scores[units[0]]
         return LoglikelihoodResult(logprob=s.logprob, n_tokens=s.n_tokens, is_greedy=s.is_greedy)
+    if isinstance(request, TokenLogprobs):
+        s = scores[units[0]]
+        if len(s.token_logprobs) != s.n_tokens or len(s.token_greedy) != s.n_tokens:
+            raise RuntimeError("the backend returned no per-token scores")
+        return TokenLogprobsResult(logprobs=s.token_logprobs, greedy=s.token_greedy)
     total = 0.0
     n = 0
     for u in units:  # rolling windows, summed in order like lm-eval

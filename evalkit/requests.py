@@ -81,7 +81,36 @@ class Generate:
         )
 
 
-Request = Loglikelihood | RollingLoglikelihood | Generate
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """Per-token log-probs (and greedy hits) of a whole sequence, each token given all before it.
+
+    Exactly one of `text` (tokenized by the engine and conditioned on the prefix token, like an
+    empty-context loglikelihood) or `tokens` (ids used as given; the first one only conditions)
+    is set. Probes such as induction copying need token-level values, not sums.
+    """
+
+    text: str | None = None
+    tokens: tuple[int, ...] | None = None
+    kind: Literal["token_logprobs"] = "token_logprobs"
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.tokens is None):
+            raise ValueError("TokenLogprobs needs exactly one of text or tokens")
+        if self.tokens is not None and len(self.tokens) < 2:
+            raise ValueError("TokenLogprobs needs at least two tokens (one conditions)")
+        if self.text is not None and not self.text:
+            raise ValueError("TokenLogprobs needs a non-empty text")
+
+    @property
+    def hash(self) -> str:
+        payload: dict[str, object] = (
+            {"text": self.text} if self.text is not None else {"tokens": list(self.tokens or ())}
+        )
+        return _content_hash(self.kind, payload)
+
+
+Request = Loglikelihood | RollingLoglikelihood | Generate | TokenLogprobs
 
 
 @dataclass(frozen=True)
@@ -105,4 +134,13 @@ class GenerateResult:
     texts: tuple[str, ...]
 
 
-Response = LoglikelihoodResult | RollingResult | GenerateResult
+@dataclass(frozen=True)
+class TokenLogprobsResult:
+    """One log-prob and one greedy flag per predicted token (every token but the conditioning
+    first one, or every text token after the prefix)."""
+
+    logprobs: tuple[float, ...]
+    greedy: tuple[bool, ...]
+
+
+Response = LoglikelihoodResult | RollingResult | GenerateResult | TokenLogprobsResult

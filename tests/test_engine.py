@@ -152,3 +152,35 @@ def test_a_nan_log_likelihood_is_an_error() -> None:
     backend = FakeBackend(lambda c, k: float("nan"))
     with pytest.raises(FloatingPointError, match="NaN"):
         Engine(backend, options=QUIET).run([Loglikelihood("a", " b")])
+
+
+def test_token_logprobs_from_ids_and_from_text() -> None:
+    from evalkit.requests import TokenLogprobs, TokenLogprobsResult
+
+    # A scripted copier: certain of a token it has seen before, lost otherwise.
+    def token_fn(prefix: tuple[int, ...], token: int) -> tuple[float, bool]:
+        return (0.0, True) if token in prefix else (-5.0, False)
+
+    backend = FakeBackend(token_fn=token_fn)
+    ids = TokenLogprobs(tokens=(0, 10, 11, 10, 11))
+    text = TokenLogprobs(text="abab")
+    res = Engine(backend, options=QUIET).run([ids, text])
+    assert res.responses[ids.hash] == TokenLogprobsResult(
+        (-5.0, -5.0, 0.0, 0.0), (False, False, True, True)
+    )
+    r = res.responses[text.hash]
+    assert isinstance(r, TokenLogprobsResult) and r.logprobs == (-5.0, -5.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        TokenLogprobs(text="a", tokens=(1, 2))
+    with pytest.raises(ContextTooLongError):
+        Engine(FakeBackend(max_length=3), options=QUIET).run([ids])
+
+
+def test_token_logprobs_survive_the_cache(tmp_path: Path) -> None:
+    from evalkit.requests import TokenLogprobs
+
+    req = TokenLogprobs(tokens=(0, 5, 6))
+    cache = ResultCache(tmp_path / "c.sqlite")
+    first = Engine(FakeBackend(), cache, QUIET).run([req])
+    second = Engine(FakeBackend(), cache, QUIET).run([req])
+    assert second.stats.reused == 1 and first.responses == second.responses

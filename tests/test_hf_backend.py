@@ -99,3 +99,13 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, random_ckpt: Path) 
     empty.mkdir()
     with pytest.raises(EvalkitError, match=r"config\.json"):
         HFBackend(empty)
+
+
+def test_per_token_scores_sum_to_the_total(backend: HFBackend) -> None:
+    ctx = tuple(backend.tokenizer.encode("The quick"))
+    cont = tuple(backend.tokenizer.encode(" brown fox jumps"))
+    (scores,) = backend.score([ScoringGroup(ctx, (cont,))])
+    s = scores[0]
+    assert len(s.token_logprobs) == len(cont) == len(s.token_greedy)
+    assert sum(s.token_logprobs) == pytest.approx(s.logprob, abs=1e-9)
+    assert s.is_greedy == all(s.token_greedy)

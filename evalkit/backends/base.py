@@ -40,6 +40,9 @@ class TokenScore:
     logprob: float
     n_tokens: int
     is_greedy: bool
+    # The same, token by token (summing `token_logprobs` gives `logprob`).
+    token_logprobs: tuple[float, ...] = ()
+    token_greedy: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Tokenizer(Protocol):
 
     @property
     def fingerprint(self) -> str: ...
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, special tokens included."""
+        ...
 
     def encode(self, text: str) -> list[int]:
         """Encode with the tokenizer's default special-token handling (as lm-eval does)."""

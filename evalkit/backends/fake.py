@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 
 ScoreFn = Callable[[str, str], float]  # (context text, continuation text) -> log-prob
+# (token ids so far, next token id) -> (log-prob of that token, whether it is the argmax)
+TokenFn = Callable[[tuple[int, ...], int], tuple[float, bool]]
 GenerateFn = Callable[[str, int], str]  # (prompt text, sample index) -> generated text
 
 _SPECIALS = 3  # ids 0..2: bos, eos, pad; bytes follow
@@ -19,6 +21,7 @@ class ByteTokenizer:
     eos_token_id = 1
     pad_token_id = 2
     fingerprint = "fake-byte-tokenizer-v1"
+    vocab_size = 256 + _SPECIALS
 
     def encode(self, text: str) -> list[int]:
         return [b + _SPECIALS for b in text.encode("utf-8")]
@@ -44,12 +47,14 @@ class FakeBackend:
         score_fn: ScoreFn | None = None,
         generate_fn: GenerateFn | None = None,
         *,
+        token_fn: TokenFn | None = None,
         max_length: int = 4096,
         token_budget: int = 8192,
         fingerprint: str = "fake-model-v1",
     ) -> None:
         self._score_fn = score_fn or _hashed_logprob
         self._generate_fn = generate_fn or (lambda prompt, i: "")
+        self._token_fn = token_fn
         self._tokenizer = ByteTokenizer()
         self._max_length = max_length
         self._token_budget = token_budget
@@ -85,8 +90,25 @@ class FakeBackend:
             ctx = tok.decode(g.context)
             scores = []
             for cont in g.continuations:
-                lp = float(self._score_fn(ctx, tok.decode(cont)))
-                scores.append(TokenScore(logprob=lp, n_tokens=len(cont), is_greedy=lp > -1e-9))
+                if self._token_fn is not None:
+                    steps = [self._token_fn(g.context + cont[:i], t) for i, t in enumerate(cont)]
+                    lps = tuple(float(lp) for lp, _ in steps)
+                    hits = tuple(bool(h) for _, h in steps)
+                    total = math.fsum(lps)
+                else:
+                    # Spread the scripted total evenly over the tokens.
+                    total = float(self._score_fn(ctx, tok.decode(cont)))
+                    lps = tuple(total / len(cont) for _ in cont)
+                    hits = tuple(total > -1e-9 for _ in cont)
+                scores.append(
+                    TokenScore(
+                        logprob=total,
+                        n_tokens=len(cont),
+                        is_greedy=all(hits),
+                        token_logprobs=lps,
+                        token_greedy=hits,
+                    )
+                )
             out.append(tuple(scores))
         return out
 

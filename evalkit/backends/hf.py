@@ -58,6 +58,10 @@ class HFTokenizer:
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tok)
+
     def encode(self, text: str) -> list[int]:
         # As lm-eval: the tokenizer's default special tokens, unless the text already starts
         # with the BOS text.
@@ -281,8 +285,17 @@ class HFBackend:
             scores = []
             for cont in g.continuations:
                 n = len(cont)
-                lp = math.fsum(token_lp[i : i + n])
-                scores.append(TokenScore(logprob=lp, n_tokens=n, is_greedy=all(greedy[i : i + n])))
+                lps = tuple(token_lp[i : i + n])
+                hits = tuple(bool(x) for x in greedy[i : i + n])
+                scores.append(
+                    TokenScore(
+                        logprob=math.fsum(lps),
+                        n_tokens=n,
+                        is_greedy=all(hits),
+                        token_logprobs=lps,
+                        token_greedy=hits,
+                    )
+                )
                 i += n
             results.append(tuple(scores))
         return results
