@@ -105,6 +105,21 @@ def _check_checkpoint(path: Path) -> None:
         )
 
 
+def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
+    """The checkpoint's tokenizer alone (cheap): tasks can be built before the model loads."""
+    import transformers
+
+    path = Path(checkpoint)
+    _check_checkpoint(path)
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:
+        raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
+    return HFTokenizer(tokenizer, tokenizer_fingerprint(path))
+
+
 class HFBackend:
     name = "hf"
 
@@ -116,12 +131,13 @@ class HFBackend:
         dtype: str = "auto",
         token_budget: int | None = None,
         max_length: int | None = None,
+        tokenizer: HFTokenizer | None = None,
     ) -> None:
         import torch
         import transformers
 
         path = Path(checkpoint)
-        _check_checkpoint(path)
+        hf_tokenizer = tokenizer or load_tokenizer(path)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -131,14 +147,6 @@ class HFBackend:
         self.device = torch.device(device)
         self.dtype_name = dtype
         self._torch_dtype = getattr(torch, dtype)
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        except Exception as exc:
-            raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
-        if not getattr(tokenizer, "is_fast", False) and tokenizer.__class__.__name__ == "bool":
-            raise EvalkitError(f"no usable tokenizer in {path}")  # pragma: no cover
         model: Any
         info: dict[str, Any]
         try:
@@ -161,9 +169,9 @@ class HFBackend:
         model.eval()
         self.model = model
         self.checkpoint = path
-        self._tokenizer = HFTokenizer(tokenizer, tokenizer_fingerprint(path))
+        self._tokenizer = hf_tokenizer
         self._fingerprint = model_fingerprint(path)
-        self._max_length = max_length or _window(model.config, tokenizer)
+        self._max_length = max_length or _window(model.config, hf_tokenizer.raw)
         self._decoder = model.get_decoder()
         self._head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
