@@ -64,6 +64,21 @@ class MetricSpec:
     is_mean: bool = True
 
 
+class TokenizerInfo(Protocol):
+    """What a task may ask of the model's tokenizer when it builds items (e.g. to draw random
+    token ids, or to make texts exactly N tokens long). Backends' tokenizers satisfy it."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def prefix_token_id(self) -> int: ...
+
+    def encode_plain(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
 class Task(Protocol):
     @property
     def name(self) -> str: ...
@@ -82,8 +97,11 @@ class Task(Protocol):
     @property
     def metrics(self) -> tuple[MetricSpec, ...]: ...
 
-    def items(self, limit: int | None = None) -> Sequence[Item]:
-        """The task's items, first `limit` of them if given. Deterministic."""
+    def items(
+        self, limit: int | None = None, tokenizer: TokenizerInfo | None = None
+    ) -> Sequence[Item]:
+        """The task's items, first `limit` of them if given. Deterministic given the tokenizer;
+        tasks that need one raise EvalkitError when it is None."""
         ...
 
     def content_hash(self, items: Sequence[Item]) -> str:

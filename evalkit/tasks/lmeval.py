@@ -41,6 +41,7 @@ from evalkit.tasks.base import (
     ItemResult,
     MetricSpec,
     MetricValue,
+    TokenizerInfo,
     check_metric_names,
     items_hash,
     text_hash,
@@ -424,7 +425,7 @@ class LMEvalTask:
     def _n_docs(self) -> int:
         return len(self._task.eval_docs)
 
-    def items(self, limit: int | None = None) -> list[Item]:
+    def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         total = self._n_docs()

@@ -27,7 +27,15 @@ from evalkit.requests import (
     RollingLoglikelihood,
     RollingResult,
 )
-from evalkit.tasks.base import Item, ItemResult, MetricSpec, TagValue, items_hash, text_hash
+from evalkit.tasks.base import (
+    Item,
+    ItemResult,
+    MetricSpec,
+    TagValue,
+    TokenizerInfo,
+    items_hash,
+    text_hash,
+)
 from evalkit.tasks.generators import get_generator
 
 Kind = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
@@ -314,7 +322,7 @@ class NativeTask:
         ]
         return sep.join(parts) + sep
 
-    def items(self, limit: int | None = None) -> list[Item]:
+    def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         docs = self.docs()
         if not docs:
             raise EvalkitError(f"task {self.name}: no documents")
