@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from evalkit.analysis.compare import CompareReport
+    from evalkit.analysis.gate import GateVerdict
     from evalkit.api import ScoreRun
 
 
@@ -21,4 +23,20 @@ def score(*args: Any, **kwargs: Any) -> ScoreRun:
     return _score(*args, **kwargs)
 
 
-__all__ = ["__version__", "score"]
+def gate(*args: Any, **kwargs: Any) -> GateVerdict:
+    """Gate a candidate run against a baseline under a policy; see `evalkit.api.gate`."""
+    from evalkit.api import gate as _gate
+
+    verdict: GateVerdict = _gate(*args, **kwargs)
+    return verdict
+
+
+def compare(*args: Any, **kwargs: Any) -> CompareReport:
+    """Paired comparison of runs or checkpoints; see `evalkit.api.compare`."""
+    from evalkit.api import compare as _compare
+
+    report: CompareReport = _compare(*args, **kwargs)
+    return report
+
+
+__all__ = ["__version__", "compare", "gate", "score"]

@@ -18,9 +18,10 @@ from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
 from evalkit.errors import ContextTooLongError, EvalkitError
 from evalkit.provenance import find_provenance
-from evalkit.scoring import Score, task_scores
+from evalkit.scoring import Score, family_scores, summary_scores, task_scores
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
-from evalkit.tasks.base import Item, ItemResult, Task, responses_for
+from evalkit.tasks.base import Item, ItemResult, Task, TokenizerInfo, responses_for
+from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -112,10 +113,13 @@ def score(
     provenance: str | Path | None = None,
     token_budget: int | None = None,
     progress: bool = True,
+    chat_template: bool = False,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
     `backend` may be a name or an already-built Backend (e.g. the fake one in tests).
+    `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
+    (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -136,10 +140,21 @@ def score(
         raise EvalkitError(f"tasks directory not found: {tdir}")
     # Everything about the tasks is checked before the model is loaded.
     task_objs = resolve_tasks(names, tdir)
-    items: dict[str, list[Item]] = {t.name: list(t.items(limit)) for t in task_objs}
+    if isinstance(backend, str):
+        from evalkit.backends.hf import load_tokenizer
+
+        tokenizer: TokenizerInfo = load_tokenizer(ckpt)
+    else:
+        tokenizer = backend.tokenizer
+    items: dict[str, list[Item]] = {t.name: list(t.items(limit, tokenizer)) for t in task_objs}
     for name, its in items.items():
         if not its:
             raise EvalkitError(f"task {name} has no items")
+    chat_info: dict[str, Any] | None = None
+    if chat_template:
+        fmt = _chat_format(ckpt)
+        items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
+        chat_info = fmt.describe()
     prov = None
     if isinstance(backend, str):
         if not ckpt.exists():
@@ -183,8 +198,12 @@ def score(
         ]
         per_task[task.name] = results
         scores.extend(task_scores(task.name, task.family, task.metrics, results))
+        scores.extend(summary_scores(task, results))
+    scores.extend(family_scores(task_objs, per_task))
 
     label = suite_obj.name if suite_obj is not None else "tasks"
+    if chat_template:
+        label += "-chat"
     out_path = Path(out) if out is not None else _default_out(ckpt, label)
     settings = dict(model.settings)
     manifest: dict[str, Any] = {
@@ -219,9 +238,37 @@ def score(
             "total_seconds": round(time.time() - started, 3),
         },
         "provenance": prov,
+        "chat_template": chat_info,
     }
     path = write_run(out_path, manifest, samples_frame(per_task), scores_frame(scores))
     return ScoreRun(path, scores, result.stats, truncated, manifest)
+
+
+def _chat_format(checkpoint: Path) -> ChatFormat:
+    """The checkpoint tokenizer's chat template as a renderer (with the generation prompt)."""
+    template = find_chat_template(checkpoint) if checkpoint.is_dir() else None
+    if template is None:
+        raise EvalkitError(
+            f"{checkpoint} has no chat template (tokenizer_config.json 'chat_template' or "
+            "chat_template.jinja); score it without --chat-template"
+        )
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+    except Exception as exc:
+        raise EvalkitError(f"no usable tokenizer in {checkpoint}: {exc}") from None
+    tok.chat_template = template
+
+    def render(messages: list[dict[str, str]]) -> str:
+        try:
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as exc:
+            raise EvalkitError(f"the chat template of {checkpoint} failed: {exc}") from None
+        return str(text)
+
+    return ChatFormat(render=render, template_hash=template_hash(template))
 
 
 def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]:
@@ -252,3 +299,162 @@ def _locate(message: str, items: dict[str, list[Item]]) -> str:
                 if r.hash[:12] in message:
                     return f"task {task} doc {it.doc_id}: {message.replace(f'request {r.hash[:12]} ', '')}"
     return message
+
+
+# -- decisions: compare and gate -------------------------------------------------------------
+
+PathLike = str | Path
+
+
+def _runs_at(path: PathLike, what: str) -> list[Path]:
+    """A run directory, or every complete run under a folder (e.g. a training run's evals)."""
+    from evalkit.store import is_run, list_runs
+
+    p = Path(path)
+    if is_run(p):
+        return [p]
+    if not p.exists():
+        raise EvalkitError(f"{what} not found: {p}")
+    found = list_runs(p) if p.is_dir() else []
+    if not found:
+        raise EvalkitError(f"{what} {p} is not a run directory and holds no runs")
+    return found
+
+
+def compare(
+    *targets: PathLike,
+    suite: str | None = None,
+    tasks: Sequence[str] | None = None,
+    tasks_dir: PathLike | None = None,
+    limit: int | None = None,
+    chat: bool | None = None,
+    labels: Sequence[str] | None = None,
+    out_dir: PathLike | None = None,
+    backend: str = "auto",
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    by: str | None = None,
+    cluster: str | None = None,
+    correction: str = "holm",
+    alpha: float = 0.05,
+    level: float = 0.95,
+    test: str = "auto",
+    metrics: str = "primary",
+    resamples: int = 2000,
+    seed: int = 0,
+    noise: Sequence[PathLike] = (),
+    noise_last: int = 5,
+    min_snr: float = 3.0,
+) -> Any:
+    """Paired comparison of runs (or checkpoints, scored first on `suite`/`tasks`).
+
+    The first target is the reference. A checkpoint whose tokenizer has a chat template is
+    scored twice, on raw prompts and through the template (`chat=None`: when it has one;
+    `chat=False`: raw only), so the report shows what tuning changed and how sensitive each task
+    is to the format. Returns an `evalkit.analysis.compare.CompareReport`.
+    """
+    from evalkit.analysis.compare import CompareOptions, compare_runs
+    from evalkit.store import is_run, read_run
+
+    if len(targets) < 2 and not any((Path(t) / "config.json").is_file() for t in targets):
+        raise EvalkitError("compare needs at least two runs or checkpoints")
+    options = CompareOptions(
+        by=by,
+        cluster=cluster,
+        correction=correction,
+        alpha=alpha,
+        level=level,
+        test=test,
+        metrics=metrics,  # type: ignore[arg-type]
+        resamples=resamples,
+        seed=seed,
+    )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base_out = Path(out_dir) if out_dir is not None else Path("runs") / f"compare-{stamp}"
+    paths: list[Path] = []
+    names: list[str] = []
+    for i, target in enumerate(targets):
+        p = Path(target)
+        name = labels[i] if labels and i < len(labels) else None
+        if is_run(p):
+            paths.append(p)
+            names.append(name or p.name)
+            continue
+        if not (p / "config.json").is_file():
+            raise EvalkitError(f"not a run directory or a checkpoint: {p}")
+        if suite is None and not tasks:
+            raise EvalkitError(f"{p} is a checkpoint: give --suite (or --tasks) to score it")
+        has_template = find_chat_template(p) is not None
+        if chat and not has_template:
+            raise EvalkitError(f"{p} has no chat template to score it with")
+        variants = [False, True] if (has_template if chat is None else chat) else [False]
+        for templated in variants:
+            label = (name or p.resolve().name) + ("+chat-template" if templated else "")
+            run = score(
+                p,
+                suite=suite,
+                tasks=tasks,
+                tasks_dir=tasks_dir,
+                limit=limit,
+                backend=backend,
+                device=device,
+                dtype=dtype,
+                out=base_out / f"{i}-{label}",
+                cache_dir=cache_dir,
+                use_cache=use_cache,
+                progress=progress,
+                chat_template=templated,
+            )
+            paths.append(run.path)
+            names.append(label)
+    if len(paths) < 2:
+        raise EvalkitError("compare needs at least two runs or checkpoints")
+    noise_runs = [read_run(q) for n in noise for q in _runs_at(n, "noise run")]
+    return compare_runs(
+        [read_run(q) for q in paths],
+        options,
+        labels=names,
+        noise_runs=noise_runs,
+        noise_last=noise_last,
+        min_snr=min_snr,
+    )
+
+
+def gate(
+    baseline: PathLike | Sequence[PathLike],
+    candidate: PathLike | Sequence[PathLike],
+    policy: PathLike | Any,
+    *,
+    baseline_select: str | None = None,
+    baseline_last: int | None = None,
+) -> Any:
+    """Gate a candidate run against a baseline under a policy; returns a `GateVerdict`
+    (`.outcome`, `.exit_code`, `.checks`).
+
+    `baseline` is a run, several runs, or a folder of a training run's runs; with several,
+    `baseline_select` picks `latest` (default), `mean` (item-wise mean of the last
+    `baseline_last`) or `best` (per check, the best of the last `baseline_last`). Several
+    candidate runs are averaged item by item.
+    """
+    from evalkit.analysis.gate import Policy, gate_runs, load_policy
+    from evalkit.store import read_run
+
+    def runs_of(x: PathLike | Sequence[PathLike], what: str) -> list[Path]:
+        items = [x] if isinstance(x, str | Path) else list(x)
+        if not items:
+            raise EvalkitError(f"no {what} given")
+        return [p for item in items for p in _runs_at(item, what)]
+
+    pol = policy if isinstance(policy, Policy) else load_policy(Path(policy))
+    base_runs = [read_run(p) for p in runs_of(baseline, "baseline run")]
+    cand_runs = [read_run(p) for p in runs_of(candidate, "candidate run")]
+    return gate_runs(
+        base_runs,
+        cand_runs,
+        pol,
+        select=baseline_select,  # type: ignore[arg-type]
+        last=baseline_last,
+    )

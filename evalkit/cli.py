@@ -64,6 +64,13 @@ def score(
         int | None, typer.Option(help="Padded tokens per scoring batch (default: from the device).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    chat_template: Annotated[
+        bool,
+        typer.Option(
+            "--chat-template",
+            help="Format prompts with the checkpoint tokenizer's chat template (few-shot as turns).",
+        ),
+    ] = False,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -86,6 +93,7 @@ def score(
             provenance=provenance,
             token_budget=token_budget,
             progress=progress,
+            chat_template=chat_template,
         )
     except EvalkitError as exc:
         _fail(str(exc))
@@ -136,6 +144,165 @@ def version() -> None:
     from evalkit import __version__
 
     typer.echo(__version__)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+@app.command()
+def compare(
+    targets: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories or checkpoints (scored first); the first is A."),
+    ],
+    suite: Annotated[
+        str | None, typer.Option(help="Suite to score checkpoints on (runs need none).")
+    ] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks to score.")] = None,
+    tasks_dir: Annotated[Path | None, typer.Option(help="Extra folder of task YAML.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score only N items per task.")] = None,
+    chat: Annotated[
+        bool | None,
+        typer.Option(
+            "--chat/--no-chat",
+            help="Also score checkpoints through their chat template (default: if they have one).",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Break rows down by an item tag (language, length, k...).")
+    ] = None,
+    cluster: Annotated[
+        str | None, typer.Option(help="Resample items sharing this tag together.")
+    ] = None,
+    correction: Annotated[str, typer.Option(help="holm, bh, bonferroni or none.")] = "holm",
+    alpha: Annotated[float, typer.Option(help="Significance level after correction.")] = 0.05,
+    test: Annotated[
+        str, typer.Option(help="auto (McNemar for 0/1, else bootstrap), bootstrap, permutation.")
+    ] = "auto",
+    metrics: Annotated[str, typer.Option(help="primary (one per task) or all.")] = "primary",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    noise: Annotated[
+        list[Path] | None,
+        typer.Option(help="Runs of a training run's last checkpoints (or their folder): SNR."),
+    ] = None,
+    noise_last: Annotated[int, typer.Option(help="Checkpoints that measure noise.")] = 5,
+    min_snr: Annotated[float, typer.Option(help="Flag tasks whose SNR is below this.")] = 3.0,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Write a markdown report (e.g. a PR comment).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where runs of scored checkpoints go.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="hf, vllm, or auto.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16, or auto.")] = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(help="Result cache folder.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the cache.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Paired comparison: per task and family A, B, delta, CI, p (corrected) and MDE."""
+    import json
+
+    from evalkit.api import compare as run_compare
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    try:
+        report = run_compare(
+            *targets,
+            suite=suite,
+            tasks=task_list,
+            tasks_dir=tasks_dir,
+            limit=limit,
+            chat=chat,
+            out_dir=out_dir,
+            backend=backend,
+            device=device,
+            dtype=dtype,
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            progress=progress,
+            by=by,
+            cluster=cluster,
+            correction=correction,
+            alpha=alpha,
+            test=test,
+            metrics=metrics,
+            resamples=resamples,
+            seed=seed,
+            noise=noise or (),
+            noise_last=noise_last,
+            min_snr=min_snr,
+        )
+    except EvalkitError as exc:
+        _fail(str(exc))
+    from evalkit.report.markdown import compare_markdown
+    from evalkit.report.tables import print_compare
+
+    print_compare(report)
+    if markdown is not None:
+        _write(markdown, compare_markdown(report))
+    if json_out is not None:
+        _write(json_out, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+
+
+@app.command()
+def gate(
+    baseline: Annotated[
+        list[Path],
+        typer.Option(help="Baseline run (repeat, or a folder of a training run's runs)."),
+    ],
+    candidate: Annotated[
+        list[Path], typer.Option(help="Candidate run (repeat to average several).")
+    ],
+    policy: Annotated[Path, typer.Option(help="Gate policy YAML (e.g. tasks/gates/smoke.yaml).")],
+    baseline_select: Annotated[
+        str | None,
+        typer.Option(help="latest, mean (of the last N) or best (of the last N); default: policy."),
+    ] = None,
+    baseline_last: Annotated[
+        int | None, typer.Option(help="N for --baseline-select mean or best.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML for CI.")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write a markdown summary.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the verdict as JSON.")
+    ] = None,
+) -> None:
+    """Regression gate. Exit 0 pass, 1 regression, 3 inconclusive (too few items), 2 error."""
+    import json
+
+    from evalkit.api import gate as run_gate
+
+    try:
+        verdict = run_gate(
+            baseline,
+            candidate,
+            policy,
+            baseline_select=baseline_select,
+            baseline_last=baseline_last,
+        )
+    except EvalkitError as exc:
+        _fail(str(exc))
+    from evalkit.report.markdown import gate_junit, gate_markdown
+    from evalkit.report.tables import print_gate
+
+    print_gate(verdict)
+    if junit is not None:
+        _write(junit, gate_junit(verdict))
+    if summary is not None:
+        _write(summary, gate_markdown(verdict))
+    if json_out is not None:
+        _write(json_out, json.dumps(verdict.to_dict(), indent=2, allow_nan=False) + "\n")
+    raise typer.Exit(verdict.exit_code)
 
 
 def main() -> None:

@@ -1,0 +1,127 @@
+"""Signal and noise of each task across checkpoints (Heineman et al., arXiv:2508.13144).
+
+- signal: how far apart the compared models score, relative to their mean (relative
+  dispersion: max - min over mean);
+- noise: how much one training run's score moves over its last n checkpoints, relative to their
+  mean (relative standard deviation); averaged over training runs when several are given;
+- SNR = signal / noise. A task whose SNR is low cannot rank these models reliably from a single
+  checkpoint: average the last checkpoints (item-wise, `gate --baseline-select mean`) instead.
+
+Training runs are told apart by the checkpoint provenance's `checkpoint.run` (else the
+checkpoint's parent folder) and ordered by `checkpoint.step` (else the run's creation time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit import stats as S
+from evalkit.errors import EvalkitError
+from evalkit.store import RunData
+
+
+@dataclass(frozen=True)
+class SNRRow:
+    task: str
+    metric: str
+    signal: float
+    noise: float
+    snr: float
+    n_models: int
+    n_checkpoints: int
+    low: bool
+
+
+def _provenance_checkpoint(run: RunData) -> dict[str, Any]:
+    prov = run.manifest.get("provenance")
+    ckpt = prov.get("checkpoint") if isinstance(prov, dict) else None
+    return ckpt if isinstance(ckpt, dict) else {}
+
+
+def training_run(run: RunData) -> str:
+    name = _provenance_checkpoint(run).get("run")
+    if name:
+        return str(name)
+    ckpt = run.manifest.get("checkpoint")
+    return Path(str(ckpt)).parent.name if ckpt else str(run.path.parent)
+
+
+def checkpoint_order(run: RunData) -> tuple[float, str]:
+    step = _provenance_checkpoint(run).get("step")
+    key = float(step) if isinstance(step, int | float) else -math.inf
+    return (key, str(run.manifest.get("created", "")))
+
+
+def order_runs(runs: Sequence[RunData]) -> list[RunData]:
+    """Oldest checkpoint first (by provenance step, then creation time)."""
+    return sorted(runs, key=checkpoint_order)
+
+
+def task_score(run: RunData, task: str, metric: str) -> float | None:
+    s = run.scores
+    rows = s[(s.task == task) & (s.metric == metric)]
+    if len(rows) == 0:
+        return None
+    value = float(rows.value.iloc[0])
+    return value if math.isfinite(value) else None
+
+
+def primary_metrics(run: RunData) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    for row in run.scores.itertuples(index=False):
+        seen.setdefault(str(row.task), str(row.metric))
+    return list(seen.items())
+
+
+def checkpoint_noise(runs: Sequence[RunData], task: str, metric: str, last: int) -> float:
+    """Mean relative standard deviation of `task`'s score over each training run's last
+    `last` checkpoints (NaN with fewer than two)."""
+    groups: dict[str, list[RunData]] = {}
+    for r in runs:
+        groups.setdefault(training_run(r), []).append(r)
+    noises = []
+    for members in groups.values():
+        tail = order_runs(members)[-last:]
+        values = [v for v in (task_score(r, task, metric) for r in tail) if v is not None]
+        if len(values) >= 2:
+            noises.append(S.relative_std(values))
+    return float(sum(noises) / len(noises)) if noises else float("nan")
+
+
+def snr_table(
+    model_runs: Sequence[RunData],
+    noise_runs: Sequence[RunData],
+    *,
+    last: int = 5,
+    min_snr: float = 3.0,
+) -> tuple[SNRRow, ...]:
+    if last < 2:
+        raise EvalkitError("noise needs at least the last 2 checkpoints")
+    if len(model_runs) < 2:
+        raise EvalkitError("signal needs at least two models to compare")
+    if len(noise_runs) < 2:
+        raise EvalkitError("noise needs at least two checkpoints of a training run")
+    rows = []
+    for task, metric in primary_metrics(model_runs[0]):
+        values = [v for v in (task_score(r, task, metric) for r in model_runs) if v is not None]
+        signal = S.relative_dispersion(values)
+        noise = checkpoint_noise(noise_runs, task, metric, last)
+        snr = S.signal_to_noise(signal, noise)
+        n_ckpt = min(last, len(noise_runs))
+        rows.append(
+            SNRRow(
+                task=task,
+                metric=metric,
+                signal=signal,
+                noise=noise,
+                snr=snr,
+                n_models=len(values),
+                n_checkpoints=n_ckpt,
+                low=bool(math.isfinite(snr) and snr < min_snr),
+            )
+        )
+    return tuple(rows)
