@@ -22,7 +22,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite smoke --out runs/demo --no-progress
+	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite transfer --out runs/demo --no-progress
 	@echo "demo run: runs/demo"
 
 lint: $(STAMP)

@@ -46,7 +46,21 @@ def multiple_choice(
         "acc_norm": float(argmax(per_char) == gold),
         "p_correct": softmax_probability(logprobs, gold),
         "bpb": bits_per_byte(logprobs[gold], delimiter + choices[gold]),
+        # DataDecide's continuous metrics and their character-normalized variants.
+        "prob_correct": math.exp(logprobs[gold]),
+        "margin": margin(logprobs, gold),
+        "p_correct_char": softmax_probability(per_char, gold),
+        "margin_char": margin(per_char, gold),
     }
+
+
+def margin(values: Sequence[float], gold: int) -> float:
+    """The gold value minus the best wrong one (log-likelihoods: nats); > 0 iff gold wins
+    outright. Needs at least two choices."""
+    wrong = [v for i, v in enumerate(values) if i != gold]
+    if not wrong:
+        raise ValueError("a margin needs at least two choices")
+    return values[gold] - max(wrong)
 
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

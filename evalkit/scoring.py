@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from evalkit.errors import EvalkitError
 from evalkit.stats import bootstrap_ci, mean_ci
-from evalkit.tasks.base import ItemResult, MetricSpec
+from evalkit.tasks.base import ItemResult, MetricSpec, Task
 
 
 @dataclass(frozen=True)
@@ -39,4 +41,151 @@ def task_scores(
         out.append(
             Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better)
         )
+    return out
+
+
+# -- derived summaries, per-language slices and family scores ------------------------------------
+
+SUMMARY_RESAMPLES = 1000
+
+
+def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
+    """Rows for a task's `summaries` (probe tasks: few-shot slope, label sensitivity...) and,
+    for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
+    out: list[Score] = []
+    for s in getattr(task, "summaries", ()):
+        value = float(s.compute(results))
+        if s.fixed:
+            out.append(Score(task.name, task.family, s.metric, value, value, value,
+                             len(results), s.higher_is_better))  # fmt: skip
+            continue
+        low, high = _cluster_ci(results, s.compute, s.cluster)
+        out.append(
+            Score(task.name, task.family, s.metric, value, low, high, len(results),
+                  s.higher_is_better)
+        )  # fmt: skip
+    out.extend(language_scores(task.name, task.family, task.metrics, results))
+    return out
+
+
+def _cluster_ci(
+    results: Sequence[ItemResult],
+    compute: Callable[[Sequence[ItemResult]], float],
+    cluster: str | None,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap over clusters of items (the values of tag `cluster`; each item its
+    own cluster when None), SUMMARY_RESAMPLES resamples, seed 0."""
+    groups: dict[object, list[ItemResult]] = {}
+    for i, r in enumerate(results):
+        groups.setdefault(r.tags.get(cluster, i) if cluster else i, []).append(r)
+    members = list(groups.values())
+    if len(members) < 2:
+        v = float(compute(results))
+        return v, v
+    rng = np.random.default_rng(0)
+    stats = []
+    for _ in range(SUMMARY_RESAMPLES):
+        pick = rng.integers(0, len(members), size=len(members))
+        stats.append(float(compute([r for g in pick for r in members[g]])))
+    arr = np.asarray(stats)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    low, high = np.quantile(arr, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def language_scores(
+    task: str, family: str, metrics: Sequence[MetricSpec], results: Sequence[ItemResult]
+) -> list[Score]:
+    """For results tagged with >= 2 languages, English among them: the task's first metric (and
+    `bpb`, byte-normalized, when it has it) per language as `METRIC[LANG]`, and each other
+    language's gap to English `METRIC_gap_en[LANG]` = METRIC[LANG] - METRIC[en], with a CI that
+    resamples the items of both languages independently."""
+    langs = sorted({str(r.tags["language"]) for r in results if "language" in r.tags})
+    if len(langs) < 2 or "en" not in langs:
+        return []
+    specs = [m for m in metrics if m.is_mean][:1]
+    specs += [m for m in metrics if m.name == "bpb" and m not in specs]
+    out: list[Score] = []
+    for m in specs:
+        by_lang = {
+            lang: np.asarray(
+                [float(r.metrics[m.name]) for r in results  # type: ignore[arg-type]
+                 if r.tags.get("language") == lang and m.name in r.metrics]
+            )
+            for lang in langs
+        }  # fmt: skip
+        draws = {lang: _mean_draws(x, seed=i) for i, (lang, x) in enumerate(by_lang.items())}
+        for lang in langs:
+            x = by_lang[lang]
+            if x.size == 0:
+                continue
+            ci = mean_ci(list(x))
+            out.append(Score(task, family, f"{m.name}[{lang}]", ci.value, ci.low, ci.high, ci.n,
+                             m.higher_is_better))  # fmt: skip
+        en = by_lang["en"]
+        for lang in langs:
+            x = by_lang[lang]
+            if lang == "en" or x.size == 0 or en.size == 0:
+                continue
+            gap = float(x.mean() - en.mean())
+            diff = draws[lang] - draws["en"]
+            low, high = np.quantile(diff, [0.025, 0.975])
+            out.append(Score(task, family, f"{m.name}_gap_en[{lang}]", gap, float(low),
+                             float(high), int(x.size + en.size), m.higher_is_better))  # fmt: skip
+    return out
+
+
+def _mean_draws(x: np.ndarray, seed: int, resamples: int = 2000) -> np.ndarray:
+    if x.size == 0:
+        return np.zeros(resamples)
+    rng = np.random.default_rng(seed)
+    return np.asarray(x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1))
+
+
+FAMILY_PREFIX = "family:"
+
+
+def family_scores(
+    tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], resamples: int = 2000
+) -> list[Score]:
+    """One row per (family, metric) for every metric that at least two of the family's tasks
+    report (or its only task): the unweighted mean of those tasks' scores, with a percentile
+    bootstrap that resamples items within each task independently (seed 0). Rows are named
+    `family:<family>` in the `task` column; `n` is the number of items behind them."""
+    by_family: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_family.setdefault(t.family, []).append(t)
+    out: list[Score] = []
+    rng = np.random.default_rng(0)
+    for family, members in sorted(by_family.items()):
+        counts: dict[str, list[tuple[Task, MetricSpec]]] = {}
+        for t in members:
+            for m in t.metrics:
+                if m.is_mean:
+                    counts.setdefault(m.name, []).append((t, m))
+        for name, reporters in counts.items():
+            if len(reporters) < min(2, len(members)):
+                continue
+            means, draws, n = [], [], 0
+            for t, _ in reporters:
+                x = np.asarray(
+                    [float(r.metrics[name]) for r in per_task[t.name] if name in r.metrics]  # type: ignore[arg-type]
+                )
+                if x.size == 0:
+                    continue
+                n += int(x.size)
+                means.append(float(x.mean()))
+                draws.append(x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1))
+            if not means:
+                continue
+            value = float(np.mean(means))
+            dist = np.mean(np.stack(draws), axis=0)
+            low, high = np.quantile(dist, [0.025, 0.975])
+            out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, value,
+                             float(min(low, value)), float(max(high, value)), n,
+                             reporters[0][1].higher_is_better))  # fmt: skip
     return out

@@ -9,12 +9,34 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evalkit.scoring import Score
+from evalkit.scoring import FAMILY_PREFIX, Score
 from evalkit.tasks.native import TaskSpec
+from evalkit.tasks.probes.common import ProbeSpec
 
 
 def print_scores(scores: Sequence[Score], console: Console | None = None) -> None:
+    """The family table first (rows `family:<name>`, see `evalkit.scoring.family_scores`),
+    then every task's scores."""
     console = console or Console()
+    families = [s for s in scores if s.task.startswith(FAMILY_PREFIX)]
+    tasks = [s for s in scores if not s.task.startswith(FAMILY_PREFIX)]
+    if families:
+        table = Table(title="Families (mean of their tasks' scores, 95% bootstrap CI)")
+        table.add_column("family", no_wrap=True)
+        table.add_column("metric", no_wrap=True)
+        table.add_column("value", justify="right", no_wrap=True)
+        table.add_column("95% CI", justify="right", no_wrap=True)
+        table.add_column("n", justify="right")
+        for s in sorted(families, key=lambda s: s.family):
+            arrow = "↑" if s.higher_is_better else "↓"
+            table.add_row(
+                s.family,
+                f"{s.metric} {arrow}",
+                f"{s.value:.4g}",
+                f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
+                str(s.n),
+            )
+        console.print(table)
     table = Table(title="Scores (95% bootstrap CI)")
     table.add_column("family", no_wrap=True)
     table.add_column("task", no_wrap=True)
@@ -22,7 +44,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("95% CI", justify="right", no_wrap=True)
     table.add_column("n", justify="right")
-    for s in sorted(scores, key=lambda s: (s.family, s.task)):
+    for s in sorted(tasks, key=lambda s: (s.family, s.task)):
         arrow = "↑" if s.higher_is_better else "↓"
         table.add_row(
             s.family,
@@ -53,7 +75,7 @@ def print_runs(runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | N
 
 
 def print_tasks(
-    specs: Sequence[TaskSpec], suites: Sequence[str], console: Console | None = None
+    specs: Sequence[TaskSpec | ProbeSpec], suites: Sequence[str], console: Console | None = None
 ) -> None:
     console = console or Console()
     table = Table(title="Native tasks")

@@ -114,3 +114,8 @@ def prose(rng: random.Random, n: int, sentences: int = 3) -> list[Doc]:
 def random_letters(rng: random.Random, n: int, length: int = 40) -> list[Doc]:
     """Uniformly random lowercase strings: a control no checkpoint has seen."""
     return [{"text": "".join(rng.choice(_KEY_LETTERS) for _ in range(length))} for _ in range(n)]
+
+
+# The transfer families' generators register themselves on import (kept last: they use
+# `generator` above).
+from evalkit.tasks.probes import docgen as _transfer_docgen  # noqa: E402,F401

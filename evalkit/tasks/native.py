@@ -43,7 +43,16 @@ KINDS: tuple[str, ...] = ("multiple_choice", "loglikelihood", "rolling", "genera
 
 # Which metrics each kind can compute, and whether higher is better.
 KIND_METRICS: dict[str, dict[str, bool]] = {
-    "multiple_choice": {"acc": True, "acc_norm": True, "p_correct": True, "bpb": False},
+    "multiple_choice": {
+        "acc": True,
+        "acc_norm": True,
+        "p_correct": True,
+        "bpb": False,
+        "prob_correct": True,
+        "margin": True,
+        "p_correct_char": True,
+        "margin_char": True,
+    },
     "loglikelihood": {"acc": True, "bpb": False, "logprob": True},
     "rolling": {"bpb": False, "logprob": True},
     "generate": {"exact_match": True},

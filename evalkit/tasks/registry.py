@@ -18,6 +18,8 @@ import yaml
 from evalkit.errors import EvalkitError
 from evalkit.tasks.base import Task
 from evalkit.tasks.native import NativeTask, TaskSpec, load_spec
+from evalkit.tasks.probes.common import ProbeSpec
+from evalkit.tasks.probes.tasks import load_probe_spec, make_probe
 
 LMEVAL_PREFIX = "lmeval:"
 
@@ -57,8 +59,9 @@ def _is_native(raw: Any) -> bool:
     return isinstance(raw, dict) and "kind" in raw and "task" not in raw
 
 
-def native_specs(dirs: Sequence[Path]) -> dict[str, TaskSpec]:
-    specs: dict[str, TaskSpec] = {}
+def native_specs(dirs: Sequence[Path]) -> dict[str, TaskSpec | ProbeSpec]:
+    """Native task specs by name; `kind: probe` files become probe specs."""
+    specs: dict[str, TaskSpec | ProbeSpec] = {}
     for root in dirs:
         if not root.is_dir():
             raise EvalkitError(f"tasks directory not found: {root}")
@@ -68,7 +71,9 @@ def native_specs(dirs: Sequence[Path]) -> dict[str, TaskSpec]:
             raw = read_yaml(path)
             if not _is_native(raw):
                 continue  # lm-eval YAML, left to lm-eval's TaskManager
-            spec = load_spec(path)
+            spec: TaskSpec | ProbeSpec = (
+                load_probe_spec(path, raw) if raw.get("kind") == "probe" else load_spec(path)
+            )
             if spec.name in specs:
                 raise EvalkitError(
                     f"duplicate task name {spec.name!r}: {specs[spec.name].source_file} and {path}"
@@ -130,7 +135,8 @@ def resolve_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> list[T
         if n.startswith(LMEVAL_PREFIX):
             lmeval_names.append(n[len(LMEVAL_PREFIX) :])
         elif n in specs:
-            native[n] = NativeTask(specs[n])
+            spec = specs[n]
+            native[n] = NativeTask(spec) if isinstance(spec, TaskSpec) else make_probe(spec)
         else:
             lmeval_names.append(n)
     loaded: dict[str, Task] = {}

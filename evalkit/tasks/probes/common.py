@@ -1,0 +1,144 @@
+"""What probe tasks share: their YAML spec, summaries computed from per-item results, and
+rendering of multiple-choice documents with templates that fail loudly."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit import metrics as M
+from evalkit.errors import EvalkitError
+from evalkit.requests import LoglikelihoodResult, Response
+from evalkit.tasks.base import ItemResult, MetricSpec, TagValue
+from evalkit.tasks.generators import get_generator
+
+# Per-item metrics every multiple-choice probe reports (all from `evalkit.metrics`).
+MC_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("acc"),
+    MetricSpec("acc_norm"),
+    MetricSpec("p_correct"),
+    MetricSpec("p_correct_char"),
+    MetricSpec("margin"),
+    MetricSpec("margin_char"),
+    MetricSpec("bpb", higher_is_better=False),
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A task-level number derived from all of a task's per-item results (a slope, a ratio, a
+    difference of conditions), written to scores.parquet as its own metric row.
+
+    The CI resamples whole `cluster`s (the values of that tag, e.g. the test document behind
+    several items) with replacement; `fixed` summaries (counts) get no interval."""
+
+    metric: str
+    compute: Callable[[Sequence[ItemResult]], float]
+    higher_is_better: bool = True
+    cluster: str | None = "test_doc"
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A `kind: probe` YAML file: the common keys, and the probe's own keys in `params`."""
+
+    name: str
+    family: str
+    version: str
+    probe: str
+    source_file: Path
+    description: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return f"probe:{self.probe}"
+
+
+def group_mean(results: Sequence[ItemResult], metric: str, tag: str, value: TagValue) -> float:
+    """Mean of `metric` over the results whose tag `tag` equals `value` (NaN when none)."""
+    vals = [float(r.metrics[metric]) for r in results if r.tags.get(tag) == value]  # type: ignore[arg-type]
+    return math.fsum(vals) / len(vals) if vals else float("nan")
+
+
+def ols_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ys on xs (NaN with fewer than two distinct xs)."""
+    pts = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+    if len({x for x, _ in pts}) < 2:
+        return float("nan")
+    mx = math.fsum(x for x, _ in pts) / len(pts)
+    my = math.fsum(y for _, y in pts) / len(pts)
+    sxx = math.fsum((x - mx) ** 2 for x, _ in pts)
+    return math.fsum((x - mx) * (y - my) for x, y in pts) / sxx
+
+
+class Renderer:
+    """`str.format` templates over documents; a missing field names task, template, doc."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+
+    def render(self, name: str, template: str, doc: Mapping[str, Any], i: int) -> str:
+        try:
+            return template.format_map(doc)
+        except KeyError as exc:
+            raise EvalkitError(
+                f"task {self.task}: template {name!r} uses {{{exc.args[0]}}}, which doc {i} "
+                f"lacks (fields: {', '.join(sorted(doc))})"
+            ) from None
+        except (IndexError, ValueError) as exc:
+            raise EvalkitError(
+                f"task {self.task}: template {name!r} cannot render doc {i}: {exc}"
+            ) from None
+
+    def field(self, doc: Mapping[str, Any], key: str, i: int) -> Any:
+        if key not in doc:
+            raise EvalkitError(
+                f"task {self.task}: doc {i} lacks field {key!r} (fields: {', '.join(sorted(doc))})"
+            )
+        return doc[key]
+
+    def choices(
+        self, doc: Mapping[str, Any], key: str, gold_key: str, i: int
+    ) -> tuple[list[str], int]:
+        choices = self.field(doc, key, i)
+        gold = self.field(doc, gold_key, i)
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise EvalkitError(f"task {self.task}: doc {i} field {key!r} is not a list of >= 2")
+        if not isinstance(gold, int) or not 0 <= gold < len(choices):
+            raise EvalkitError(f"task {self.task}: doc {i} has gold index {gold!r} out of range")
+        return [str(c) for c in choices], gold
+
+
+def load_docs(task: str, docs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Documents from a `docs: {generator, seed, n, params}` mapping."""
+    if not isinstance(docs, Mapping) or "generator" not in docs:
+        raise EvalkitError(f"task {task}: 'docs' must name a generator")
+    try:
+        gen = get_generator(str(docs["generator"]))
+    except KeyError as exc:
+        raise EvalkitError(f"task {task}: {exc.args[0]}") from None
+    n = int(docs.get("n", 0))
+    if n <= 0:
+        raise EvalkitError(f"task {task}: 'docs.n' must be a positive number of documents")
+    try:
+        return gen(random.Random(int(docs.get("seed", 0))), n, **dict(docs.get("params") or {}))
+    except TypeError as exc:
+        raise EvalkitError(f"task {task}: bad generator params: {exc}") from None
+
+
+def mc_values(
+    resps: Sequence[Response], choices: Sequence[str], gold: int, delimiter: str
+) -> tuple[tuple[float, ...], dict[str, float]]:
+    lls: list[float] = []
+    for r in resps:
+        if not isinstance(r, LoglikelihoodResult):
+            raise TypeError(f"expected a loglikelihood result, got {type(r).__name__}")
+        lls.append(r.logprob)
+    values = M.multiple_choice(lls, choices, gold, delimiter)
+    return tuple(lls), {m.name: values[m.name] for m in MC_METRICS}
