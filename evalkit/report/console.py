@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from evalkit.tasks.probes.common import ProbeSpec
 def print_scores(scores: Sequence[Score], console: Console | None = None) -> None:
     """The family table first (rows `family:<name>`, see `evalkit.scoring.family_scores`),
     then every task's scores."""
-    console = console or Console()
+    # Piped output (CI logs, files) gets a wide table rather than 80 columns of ellipses.
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
     families = [s for s in scores if s.task.startswith(FAMILY_PREFIX)]
     tasks = [s for s in scores if not s.task.startswith(FAMILY_PREFIX)]
     if families:
@@ -38,16 +40,14 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
             )
         console.print(table)
     table = Table(title="Scores (95% bootstrap CI)")
-    table.add_column("family", no_wrap=True)
-    table.add_column("task", no_wrap=True)
-    table.add_column("metric", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("95% CI", justify="right", no_wrap=True)
-    table.add_column("n", justify="right")
+    table.add_column("task", overflow="fold")
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True, min_width=8)
+    table.add_column("95% CI", justify="right", no_wrap=True, min_width=18)
+    table.add_column("n", justify="right", no_wrap=True)
     for s in sorted(tasks, key=lambda s: (s.family, s.task)):
         arrow = "↑" if s.higher_is_better else "↓"
         table.add_row(
-            s.family,
             s.task,
             f"{s.metric} {arrow}",
             f"{s.value:.4g}",
