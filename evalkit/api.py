@@ -79,6 +79,7 @@ def load_backend(
     device: str = "auto",
     dtype: str = "auto",
     token_budget: int | None = None,
+    tokenizer: Any = None,
 ) -> Backend:
     if backend not in BACKENDS:
         raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -88,7 +89,9 @@ def load_backend(
         )
     from evalkit.backends.hf import HFBackend
 
-    return HFBackend(checkpoint, device=device, dtype=dtype, token_budget=token_budget)
+    return HFBackend(
+        checkpoint, device=device, dtype=dtype, token_budget=token_budget, tokenizer=tokenizer
+    )
 
 
 def _default_out(checkpoint: Path, label: str) -> Path:
@@ -162,7 +165,7 @@ def score(
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
     t_load = time.time()
     model = (
-        load_backend(ckpt, backend, device, dtype, token_budget)
+        load_backend(ckpt, backend, device, dtype, token_budget, tokenizer)
         if isinstance(backend, str)
         else backend
     )

@@ -109,3 +109,26 @@ def test_per_token_scores_sum_to_the_total(backend: HFBackend) -> None:
     assert len(s.token_logprobs) == len(cont) == len(s.token_greedy)
     assert sum(s.token_logprobs) == pytest.approx(s.logprob, abs=1e-9)
     assert s.is_greedy == all(s.token_greedy)
+
+
+def test_a_preamble_shared_across_contexts_is_computed_once_with_equal_results(
+    random_ckpt: Path,
+) -> None:
+    reuse = HFBackend(random_ckpt, device="cpu", dtype="float32")
+    plain = HFBackend(random_ckpt, device="cpu", dtype="float32", prefix_reuse=False)
+    tok = reuse.tokenizer
+    preamble = tuple(tok.encode("The quick brown fox jumps over the lazy dog. " * 4))
+    assert len(preamble) > 40
+    questions = ["1 + 2 =", "4 + 5 =", "Question: is it?", "def add(x):"]
+    conts = tuple(tuple(tok.encode(t)) for t in (" 3", " yes it is", " no"))
+    batches = [
+        [ScoringGroup(preamble + tuple(tok.encode(q)), conts) for q in questions[:3]],
+        [ScoringGroup(preamble + tuple(tok.encode(questions[3])), conts)],  # reuses the cache
+        [ScoringGroup(preamble[:10] + tuple(tok.encode(q)), ((5,), (6,))) for q in questions],
+    ]
+    for batch in batches:
+        for a, b in zip(reuse.score(batch), plain.score(batch), strict=True):
+            for x, y in zip(a, b, strict=True):
+                assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
+                assert x.is_greedy == y.is_greedy
+    assert reuse._prefix is not None and len(reuse._prefix[0]) >= len(preamble)

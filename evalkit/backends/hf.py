@@ -20,6 +20,10 @@ from evalkit.errors import EvalkitError
 from evalkit.fingerprint import TOKENIZER_FILES, model_fingerprint, tokenizer_fingerprint
 
 DTYPES = ("float32", "bfloat16", "float16")
+# Shorter shared prefixes are not worth a cache copy.
+MIN_SHARED_PREFIX = 32
+# Scored positions per vocabulary-projection slice.
+HEAD_CHUNK = 512
 
 
 class HFTokenizer:
@@ -132,6 +136,7 @@ class HFBackend:
         token_budget: int | None = None,
         max_length: int | None = None,
         tokenizer: HFTokenizer | None = None,
+        prefix_reuse: bool = True,
     ) -> None:
         import torch
         import transformers
@@ -176,6 +181,9 @@ class HFBackend:
         self._head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._token_budget = token_budget or self._default_budget()
+        # Cross-context prefix reuse (see `_shared_prefix`); off only for debugging.
+        self.prefix_reuse = prefix_reuse
+        self._prefix: tuple[tuple[int, ...], Any] | None = None
 
     # -- Backend protocol ----------------------------------------------------------------
     @property
@@ -263,30 +271,58 @@ class HFBackend:
             positions[r, :L] = torch.tensor(pos)
             segment[r, :L] = torch.tensor(seg)
             positions[r, L:] = torch.arange(width - L)
-        ids = ids.to(self.device)
-        positions = positions.to(self.device)
+        shared = self._shared_prefix([g.context for g in groups])
+        past = self._prefix_cache(groups[0].context[:shared], len(groups)) if shared else None
+        ids = ids[:, shared:].to(self.device)
+        positions = positions[:, shared:].to(self.device)
+        mask = None
         if branched:
             seg_t = segment.to(self.device)
             idx = torch.arange(width, device=self.device)
             causal = idx[None, :] <= idx[:, None]
             key_seg = seg_t[:, None, :]
             allowed = causal[None] & ((key_seg == 0) | (key_seg == seg_t[:, :, None]))
+            # Queries are the uncached positions; keys are all of them (cached prefix first).
+            allowed = allowed[:, shared:, :]
             mask = torch.zeros(allowed.shape, dtype=self._torch_dtype, device=self.device)
             mask.masked_fill_(~allowed, torch.finfo(self._torch_dtype).min)
-            out = self._decoder(input_ids=ids, attention_mask=mask[:, None], position_ids=positions)
-        else:
-            # Right padding under a plain causal mask leaves every real position untouched.
-            out = self._decoder(input_ids=ids, position_ids=positions)
+            mask = mask[:, None]
+        # Without branches, right padding under the plain causal mask leaves every real position
+        # untouched, so no mask is needed.
+        out = self._decoder(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=past is not None,
+        )
+        cols = [c - shared for c in cols]
         hidden = out.last_hidden_state
         row_t = torch.tensor(rows, device=self.device)
         col_t = torch.tensor(cols, device=self.device)
         tgt_t = torch.tensor(targets, device=self.device)
-        logits = self._head(hidden[row_t, col_t]).float()
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        logprobs = torch.log_softmax(logits, dim=-1)
-        token_lp = logprobs.gather(1, tgt_t[:, None])[:, 0].double().cpu().tolist()
-        greedy = (logits.argmax(dim=-1) == tgt_t).cpu().tolist()
+        # Every continuation's first token is predicted by the same last context position:
+        # project each distinct position once.
+        flat = row_t * hidden.shape[1] + col_t
+        unique_pos, slot = torch.unique(flat, return_inverse=True)
+        picked = hidden.reshape(-1, hidden.shape[-1])[unique_pos]
+        lse_parts = []
+        best_parts = []
+        target_logit = torch.empty(len(targets), dtype=torch.float32, device=self.device)
+        # The vocabulary projection in slices: [positions, vocab] stays small, and only
+        # log-sum-exp, the argmax and the targets' logits are kept of it.
+        for start in range(0, picked.shape[0], HEAD_CHUNK):
+            logits = self._head(picked[start : start + HEAD_CHUNK]).float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            lse_parts.append(logits.logsumexp(dim=-1))
+            best_parts.append(logits.argmax(dim=-1))
+            mine = (slot >= start) & (slot < start + HEAD_CHUNK)
+            target_logit[mine] = logits[slot[mine] - start, tgt_t[mine]]
+        lse = torch.cat(lse_parts)[slot]
+        best = torch.cat(best_parts)[slot]
+        token_lp = (target_logit - lse).double().cpu().tolist()
+        greedy = (best == tgt_t).cpu().tolist()
         results: list[tuple[TokenScore, ...]] = []
         i = 0
         for g in groups:
@@ -307,6 +343,45 @@ class HFBackend:
                 i += n
             results.append(tuple(scores))
         return results
+
+    def _shared_prefix(self, contexts: Sequence[tuple[int, ...]]) -> int:
+        """Tokens at the start of every context of a batch (a few-shot preamble, say) that can
+        be computed once: never the last context token, whose position is scored."""
+        if not self.prefix_reuse:
+            return 0
+        first = contexts[0]
+        limit = min(len(c) for c in contexts) - 1
+        n = 0
+        while n < limit and all(c[n] == first[n] for c in contexts):
+            n += 1
+        if self._prefix is not None:
+            # Reuse the previous batch's prefix when it covers enough of this batch's.
+            stored = self._prefix[0]
+            m = 0
+            while m < min(n, len(stored)) and stored[m] == first[m]:
+                m += 1
+            if m >= MIN_SHARED_PREFIX:
+                return m
+        return n if n >= MIN_SHARED_PREFIX and len(contexts) > 1 else 0
+
+    def _prefix_cache(self, prefix: tuple[int, ...], rows: int) -> Any:
+        """Key/value cache of `prefix`, repeated for `rows` rows. The last prefix computed is
+        kept, so a preamble shared by a whole task is computed once per run, not per batch."""
+        import copy
+
+        import torch
+
+        if self._prefix is None or self._prefix[0][: len(prefix)] != prefix:
+            ids = torch.tensor([prefix], device=self.device)
+            out = self._decoder(input_ids=ids, use_cache=True)
+            self._prefix = (prefix, out.past_key_values)
+        cache = copy.deepcopy(self._prefix[1])
+        extra = len(self._prefix[0]) - len(prefix)
+        if extra:
+            cache.crop(len(prefix))
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return cache
 
     def generate(self, jobs: Sequence[GenerationJob]) -> list[tuple[str, ...]]:
         import torch
