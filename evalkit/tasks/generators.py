@@ -79,7 +79,7 @@ def kv_recall(rng: random.Random, n: int, min_records: int = 3, max_records: int
                 keys.append(k)
         values = [str(rng.randint(10, 99)) for _ in keys]
         pick = rng.randrange(count)
-        records = " ".join(f"key {k} is {v}." for k, v in zip(keys, values, strict=True))
+        records = "\n".join(f"key {k} is {v}." for k, v in zip(keys, values, strict=True))
         docs.append(
             {
                 "records": records,
