@@ -668,7 +668,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     train_s = time.perf_counter() - t_train
 
     args.out.mkdir(parents=True, exist_ok=True)
-    model.to(torch.float32).save_pretrained(args.out)
+    # Trained in fp32 throughout; the committed weights must stay float32.
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    model.save_pretrained(args.out)
     save_tokenizer(tokenizer, args.out)
     write_provenance(
         args.out / "provenance.yaml",
