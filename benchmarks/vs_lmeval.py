@@ -348,6 +348,8 @@ class Measured:
     peak_rss_mb: float
     returncode: int
     log: Path
+    cpu_s: float = float("nan")  # user + system time of the child
+    load_before: float = float("nan")  # 1-minute load average when it started
 
 
 def bench_env(out: Path) -> dict[str, str]:
@@ -380,7 +382,8 @@ _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 code = os.waitstatus_to_exitcode(status)
 with open(sys.argv[1], "w") as f:
-    json.dump({"wall_s": wall, "maxrss_kib": usage.ru_maxrss, "returncode": code}, f)
+    json.dump({"wall_s": wall, "maxrss_kib": usage.ru_maxrss, "returncode": code,
+               "cpu_s": usage.ru_utime + usage.ru_stime}, f)
 sys.exit(code if code >= 0 else 1)
 """
 
@@ -390,15 +393,23 @@ def run_measured(cmd: Sequence[str], log: Path, env: dict[str, str]) -> Measured
     log.parent.mkdir(parents=True, exist_ok=True)
     stats = log.with_suffix(".rusage.json")
     stats.unlink(missing_ok=True)
+    load = os.getloadavg()[0]
     with log.open("w") as f:
         f.write("$ " + " ".join(cmd) + "\n\n")
         f.flush()
         launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(stats), *cmd]
         proc = subprocess.run(launcher, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     if not stats.is_file():
-        return Measured(float("nan"), float("nan"), proc.returncode or 1, log)
+        return Measured(float("nan"), float("nan"), proc.returncode or 1, log, load_before=load)
     r = json.loads(stats.read_text())
-    return Measured(float(r["wall_s"]), r["maxrss_kib"] / 1024, int(r["returncode"]), log)
+    return Measured(
+        float(r["wall_s"]),
+        r["maxrss_kib"] / 1024,
+        int(r["returncode"]),
+        log,
+        cpu_s=float(r["cpu_s"]),
+        load_before=load,
+    )
 
 
 def venv_bin(name: str) -> str:
@@ -612,8 +623,9 @@ def run_task(
             getattr(res, side).append(m)
             status = "ok" if m.returncode == 0 else f"FAILED (exit {m.returncode}, see {log})"
             print(
-                f"  {task:22s} {side:8s} run {rep + 1}/{repeats}: {m.wall_s:7.1f}s "
-                f"{m.peak_rss_mb:7.0f} MB  {status}",
+                f"  {task:22s} {side:8s} run {rep + 1}/{repeats}: {m.wall_s:7.1f}s wall "
+                f"{m.cpu_s:7.1f}s cpu {m.peak_rss_mb:7.0f} MB  (load {m.load_before:.1f} "
+                f"before)  {status}",
                 flush=True,
             )
             if m.returncode == 0:
