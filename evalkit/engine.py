@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -414,8 +414,3 @@ class _ProgressContext:
 
 def _progress(enabled: bool, total: int) -> _ProgressContext:
     return _ProgressContext(enabled, total)
-
-
-def requests_of(items: Iterable[Sequence[Request]]) -> list[Request]:
-    """Flatten per-item request tuples into one list for `Engine.run`."""
-    return [r for reqs in items for r in reqs]

@@ -126,7 +126,3 @@ class FakeBackend:
                 texts.append(text)
             out.append(tuple(texts))
         return out
-
-
-def logprob_from_probability(p: float) -> float:
-    return math.log(p) if p > 0 else float("-inf")

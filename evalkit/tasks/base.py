@@ -125,10 +125,6 @@ def items_hash(items: Sequence[Item]) -> str:
     return h.hexdigest()
 
 
-def tags_of(item: Item) -> Mapping[str, TagValue]:
-    return dict(item.tags)
-
-
 def check_metric_names(task: str, names: Sequence[str]) -> None:
     reserved = {"task", "doc_id", "prompt_hash", "loglikelihoods", "prediction", "target"}
     clash = reserved.intersection(names)

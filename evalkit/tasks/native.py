@@ -37,6 +37,7 @@ from evalkit.tasks.base import (
     text_hash,
 )
 from evalkit.tasks.generators import get_generator
+from evalkit.tasks.templates import Renderer
 
 Kind = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
 KINDS: tuple[str, ...] = ("multiple_choice", "loglikelihood", "rolling", "generate")
@@ -222,6 +223,7 @@ class NativeTask:
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
         self._docs: list[dict[str, Any]] | None = None
+        self._r = Renderer(spec.name)
 
     @property
     def name(self) -> str:
@@ -273,29 +275,9 @@ class NativeTask:
             raise EvalkitError(f"task {self.name}: bad generator params: {exc}") from None
 
     # -- rendering ------------------------------------------------------------------------
-    def _render(self, template_name: str, template: str, doc: Mapping[str, Any], i: int) -> str:
-        try:
-            return template.format_map(doc)
-        except KeyError as exc:
-            raise EvalkitError(
-                f"task {self.name}: template {template_name!r} uses {{{exc.args[0]}}}, "
-                f"which doc {i} lacks (fields: {', '.join(sorted(doc))})"
-            ) from None
-        except (IndexError, ValueError) as exc:
-            raise EvalkitError(
-                f"task {self.name}: template {template_name!r} cannot render doc {i}: {exc}"
-            ) from None
-
-    def _field(self, doc: Mapping[str, Any], key: str, i: int) -> Any:
-        if key not in doc:
-            raise EvalkitError(
-                f"task {self.name}: doc {i} lacks field {key!r} (fields: {', '.join(sorted(doc))})"
-            )
-        return doc[key]
-
     def _choices(self, doc: Mapping[str, Any], i: int) -> tuple[list[str], int]:
-        choices = self._field(doc, self.spec.choices, i)
-        gold = self._field(doc, self.spec.gold, i)
+        choices = self._r.field(doc, self.spec.choices, i)
+        gold = self._r.field(doc, self.spec.gold, i)
         if not isinstance(choices, list) or not choices:
             raise EvalkitError(
                 f"task {self.name}: doc {i} field {self.spec.choices!r} is not a list"
@@ -311,8 +293,8 @@ class NativeTask:
             choices, gold = self._choices(doc, i)
             return s.target_delimiter + choices[gold]
         if s.kind == "loglikelihood":
-            return self._render("continuation", s.continuation, doc, i)
-        return s.target_delimiter + self._render("target", s.target, doc, i)
+            return self._r.render("continuation", s.continuation, doc, i)
+        return s.target_delimiter + self._r.render("target", s.target, doc, i)
 
     def _demonstrations(self, docs: list[dict[str, Any]], i: int) -> str:
         k = self.spec.fewshot.k
@@ -326,7 +308,7 @@ class NativeTask:
         shots = rng.sample(pool, k)
         sep = self.spec.fewshot.separator
         parts = [
-            self._render("prompt", self.spec.prompt, docs[j], j) + self._answer(docs[j], j)
+            self._r.render("prompt", self.spec.prompt, docs[j], j) + self._answer(docs[j], j)
             for j in shots
         ]
         return sep.join(parts) + sep
@@ -343,22 +325,22 @@ class NativeTask:
         doc = docs[i]
         tags: list[tuple[str, TagValue]] = [("family", s.family)]
         for t in s.tags:
-            value = self._field(doc, t, i)
+            value = self._r.field(doc, t, i)
             tags.append((t, value if isinstance(value, str | int | float | bool) else str(value)))
         requests: tuple[Request, ...]
         if s.kind == "rolling":
-            text = self._render("text", s.text, doc, i)
+            text = self._r.render("text", s.text, doc, i)
             return Item(i, text, (RollingLoglikelihood(text),), text, tuple(tags))
-        prompt = self._demonstrations(docs, i) + self._render("prompt", s.prompt, doc, i)
+        prompt = self._demonstrations(docs, i) + self._r.render("prompt", s.prompt, doc, i)
         if s.kind == "multiple_choice":
             choices, gold = self._choices(doc, i)
             requests = tuple(Loglikelihood(prompt, s.target_delimiter + c) for c in choices)
             target = choices[gold]
         elif s.kind == "loglikelihood":
-            target = self._render("continuation", s.continuation, doc, i)
+            target = self._r.render("continuation", s.continuation, doc, i)
             requests = (Loglikelihood(prompt, target),)
         else:
-            target = self._render("target", s.target, doc, i)
+            target = self._r.render("target", s.target, doc, i)
             requests = (Generate(prompt=prompt, stop=s.stop, max_tokens=s.max_tokens),)
         return Item(i, prompt, requests, target, tuple(tags))
 

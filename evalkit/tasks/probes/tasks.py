@@ -28,13 +28,13 @@ from evalkit.tasks.base import (
 from evalkit.tasks.probes.common import (
     MC_METRICS,
     ProbeSpec,
-    Renderer,
     Summary,
     group_mean,
     load_docs,
     mc_values,
     ols_slope,
 )
+from evalkit.tasks.templates import Renderer
 
 DEFAULT_KS: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
 
