@@ -17,6 +17,14 @@ def backend(random_ckpt: Path) -> HFBackend:
     return HFBackend(random_ckpt, device="cpu", dtype="float32")
 
 
+@pytest.fixture(scope="module")
+def reference(random_ckpt: Path) -> torch.nn.Module:
+    """transformers' own model of the checkpoint: what the backend must agree with."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(random_ckpt, dtype=torch.float32).eval()
+
+
 def _reference(model: torch.nn.Module, context: tuple[int, ...], cont: tuple[int, ...]):
     ids = torch.tensor([list(context) + list(cont)])
     with torch.no_grad():
@@ -27,7 +35,9 @@ def _reference(model: torch.nn.Module, context: tuple[int, ...], cont: tuple[int
     return lp, greedy
 
 
-def test_tree_packed_groups_equal_separate_forwards(backend: HFBackend) -> None:
+def test_tree_packed_groups_equal_separate_forwards(
+    backend: HFBackend, reference: torch.nn.Module
+) -> None:
     tok = backend.tokenizer
     ctx = tuple(tok.encode("Question: is the fox quick? Answer:"))
     conts = [tuple(tok.encode(t)) for t in (" yes it is", " no", " maybe 1 + 2 = 3", "!")]
@@ -39,37 +49,43 @@ def test_tree_packed_groups_equal_separate_forwards(backend: HFBackend) -> None:
     results = backend.score(groups)
     for group, scores in zip(groups, results, strict=True):
         for cont, score in zip(group.continuations, scores, strict=True):
-            lp, greedy = _reference(backend.model, group.context, cont)
+            lp, greedy = _reference(reference, group.context, cont)
             assert score.logprob == pytest.approx(lp, abs=1e-4)
             assert score.is_greedy == greedy
             assert score.n_tokens == len(cont)
 
 
-def test_one_token_continuations_take_the_plain_causal_path(backend: HFBackend) -> None:
+def test_one_token_continuations_take_the_plain_causal_path(
+    backend: HFBackend, reference: torch.nn.Module
+) -> None:
     tok = backend.tokenizer
     ctx = tuple(tok.encode("1 + 2 ="))
     conts = tuple((t,) for t in tok.encode(" 3 4 5")[:3])
     (scores,) = backend.score([ScoringGroup(ctx, conts)])
     for cont, s in zip(conts, scores, strict=True):
-        lp, greedy = _reference(backend.model, ctx, cont)
+        lp, greedy = _reference(reference, ctx, cont)
         assert s.logprob == pytest.approx(lp, abs=1e-5) and s.is_greedy == greedy
 
 
-def test_greedy_flag_is_true_for_the_model_own_greedy_continuation(backend: HFBackend) -> None:
+def test_greedy_flag_is_true_for_the_model_own_greedy_continuation(
+    backend: HFBackend, reference: torch.nn.Module
+) -> None:
     ctx = tuple(backend.tokenizer.encode("The quick brown"))
     ids = torch.tensor([list(ctx)])
     with torch.no_grad():
-        nxt = int(backend.model(ids).logits[0, -1].argmax())
+        nxt = int(reference(ids).logits[0, -1].argmax())
     (scores,) = backend.score([ScoringGroup(ctx, ((nxt,),))])
     assert scores[0].is_greedy
 
 
-def test_greedy_generation_matches_step_by_step_argmax(backend: HFBackend) -> None:
+def test_greedy_generation_matches_step_by_step_argmax(
+    backend: HFBackend, reference: torch.nn.Module
+) -> None:
     prompt = tuple(backend.tokenizer.encode("1 + 2 ="))
     ids = list(prompt)
     with torch.no_grad():
         for _ in range(6):
-            ids.append(int(backend.model(torch.tensor([ids])).logits[0, -1].argmax()))
+            ids.append(int(reference(torch.tensor([ids])).logits[0, -1].argmax()))
     expected = backend.tokenizer.decode(ids[len(prompt) :])
     other = tuple(backend.tokenizer.encode("The quick brown fox jumps"))
     job = GenerationJob(prompt=prompt, stop=(), max_tokens=6, temperature=0.0, n=1, seed=0)

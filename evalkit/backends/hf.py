@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+from evalkit.backends.llama_native import load_native, native_config
 from evalkit.errors import EvalkitError
 from evalkit.fingerprint import TOKENIZER_FILES, model_fingerprint, tokenizer_fingerprint
 
@@ -24,6 +25,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 MIN_SHARED_PREFIX = 32
 # Scored positions per vocabulary-projection slice.
 HEAD_CHUNK = 512
+# tokenizer_config.json classes that are transformers' plain fast tokenizer (5.x renamed it).
+PLAIN_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
 class HFTokenizer:
@@ -117,8 +120,23 @@ def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
     _check_checkpoint(path)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # The plain tokenizers-backed class loads without AutoTokenizer's imports (~2 s); any
+    # other class goes through AutoTokenizer, as lm-eval loads it.
+    name = None
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            name = json.loads(config.read_text()).get("tokenizer_class")
+        except ValueError as exc:
+            raise EvalkitError(f"unreadable {config}: {_first_line(exc)}") from None
+    # (Attribute access is what imports: touch AutoTokenizer only when it is needed.)
+    cls: Any
+    if name in PLAIN_TOKENIZER_CLASSES:
+        cls = transformers.PreTrainedTokenizerFast
+    else:
+        cls = transformers.AutoTokenizer
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tokenizer = cls.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:
         raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
     return HFTokenizer(tokenizer, tokenizer_fingerprint(path))
@@ -137,9 +155,9 @@ class HFBackend:
         max_length: int | None = None,
         tokenizer: HFTokenizer | None = None,
         prefix_reuse: bool = True,
+        native: bool = True,
     ) -> None:
         import torch
-        import transformers
 
         path = Path(checkpoint)
         hf_tokenizer = tokenizer or load_tokenizer(path)
@@ -153,23 +171,12 @@ class HFBackend:
         self.dtype_name = dtype
         self._torch_dtype = getattr(torch, dtype)
         model: Any
-        info: dict[str, Any]
-        try:
-            model, info = transformers.AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
-                str(path),
-                local_files_only=True,
-                dtype=self._torch_dtype,
-                output_loading_info=True,
-                attn_implementation="sdpa",
-            )
-        except Exception as exc:
-            raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
-        missing = list(info.get("missing_keys", []))
-        if missing:
-            raise EvalkitError(
-                f"weights in {path} lack {len(missing)} tensors (e.g. {missing[0]}): "
-                "refusing to score a partly random model"
-            )
+        shape, self.native_refusal = native_config(path) if native else (None, "turned off")
+        if shape is not None:
+            model = load_native(path, shape, self._torch_dtype)
+        else:
+            model = _load_transformers(path, self._torch_dtype)
+        self.decoder_impl = "native-llama" if shape is not None else "transformers"
         model.to(self.device)
         model.eval()
         self.model = model
@@ -202,6 +209,7 @@ class HFBackend:
     def settings(self) -> Mapping[str, str]:
         return {
             "backend": "hf",
+            "decoder": self.decoder_impl,
             "dtype": self.dtype_name,
             "device": self.device.type,
             "max_length": str(self._max_length),
@@ -315,10 +323,14 @@ class HFBackend:
             logits = self._head(picked[start : start + HEAD_CHUNK]).float()
             if self._softcap:
                 logits = torch.tanh(logits / self._softcap) * self._softcap
-            lse_parts.append(logits.logsumexp(dim=-1))
-            best_parts.append(logits.argmax(dim=-1))
             mine = (slot >= start) & (slot < start + HEAD_CHUNK)
             target_logit[mine] = logits[slot[mine] - start, tgt_t[mine]]
+            # One pass gives the max and the argmax; the normalizer then reuses the logits'
+            # memory (two fewer passes over [positions, vocab] than logsumexp + argmax).
+            top, best = logits.max(dim=-1)
+            total = logits.sub_(top[:, None]).exp_().sum(dim=-1, dtype=torch.float32)
+            lse_parts.append(top.float() + total.log())
+            best_parts.append(best)
         lse = torch.cat(lse_parts)[slot]
         best = torch.cat(best_parts)[slot]
         token_lp = (target_logit - lse).double().cpu().tolist()
@@ -444,6 +456,30 @@ class HFBackend:
                 new = new[: new.index(eos)]
             texts.append(cut_at_stop(self._tokenizer.decode(new), j.stop))
         return texts
+
+
+def _load_transformers(path: Path, dtype: Any) -> Any:
+    import transformers
+
+    model: Any
+    info: dict[str, Any]
+    try:
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
+            str(path),
+            local_files_only=True,
+            dtype=dtype,
+            output_loading_info=True,
+            attn_implementation="sdpa",
+        )
+    except Exception as exc:
+        raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
+    missing = list(info.get("missing_keys", []))
+    if missing:
+        raise EvalkitError(
+            f"weights in {path} lack {len(missing)} tensors (e.g. {missing[0]}): "
+            "refusing to score a partly random model"
+        )
+    return model
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
