@@ -189,6 +189,7 @@ def test_long_context_and_code_sections_render_when_present(tmp_path: Path) -> N
     scores.append(_score("niah_single", "long_context", "effective_context_length", 1024.0))
     for k, v in ((1, 0.2), (5, 0.45), (10, 0.6)):
         scores.append(_score("code_add", "code", f"pass@{k}", v))
+        scores.append(_score("code_mul", "code", f"pass@k[k={k}]", v / 2))
     samples = pd.DataFrame(
         {"task": ["niah_single", "code_add"], "doc_id": [0, 1], "acc": [1.0, None]}
     )
@@ -206,7 +207,10 @@ def test_long_context_and_code_sections_render_when_present(tmp_path: Path) -> N
         "pass@5 [95% CI]",
         "pass@10 [95% CI]",
     )
+    assert [r[0] for r in code.tables[0].rows] == ["code_add", "code_mul"]
     assert code.tables[0].rows[0][1].startswith("0.2 [")
+    assert code.tables[0].rows[1][3].startswith("0.3 [")
+    assert section(files, "icl").note  # pass@k[k=N] is not a few-shot curve
 
 
 def test_long_context_grid_from_item_tags(tmp_path: Path) -> None:

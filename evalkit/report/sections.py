@@ -424,7 +424,9 @@ def long_context(ctx: ReportContext) -> Section:
             vmin=lo,
             vmax=hi,
         )
-        blocks.append(Figure(path, f"{task} depth × length heatmap"))
+        eff = [r for r in rs if "effective" in r.metric]
+        caption = "; ".join(f"{r.metric}: {ci(r)}" for r in eff)
+        blocks.append(Figure(path, f"{task} depth × length heatmap", caption))
     if effective:
         blocks.append(Table(("task", "metric", "value [95% CI]"), tuple(effective)))
     if not blocks:
@@ -445,7 +447,8 @@ def _k_rows(rs: Sequence[Row]) -> dict[str, list[tuple[int, Row]]]:
     for r in rs:
         base, group = split(r.metric)
         kv = keyvals(group) if group else {}
-        if "k" in kv and kv["k"].isdigit() and len(kv) == 1:
+        # pass@k[k=N] is a code metric over samples, not a curve over demonstrations.
+        if "k" in kv and kv["k"].isdigit() and len(kv) == 1 and not _PASS.match(r.metric):
             out.setdefault(base, []).append((int(kv["k"]), r))
     return {b: sorted(v, key=lambda t: t[0]) for b, v in out.items()}
 
