@@ -115,7 +115,7 @@ def bar_chart(
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     if len(bars) > 1 or ref_label:
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
