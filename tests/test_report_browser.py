@@ -70,7 +70,7 @@ def test_report_opens_offline_in_chromium_without_errors(
     html = report.read_text(encoding="utf-8")
     assert page.evaluated["images"] == html.count("<img ") >= 5
     assert page.evaluated["decoded"] is True
-    assert page.evaluated["sections"] == 10
+    assert page.evaluated["sections"] == html.count("<section ") >= 8
     assert page.evaluated["tables"] == html.count("<table>")
     assert page.evaluated["title"].startswith("evalkit report")
     width, height = assert_png(shot)
