@@ -24,6 +24,7 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite transfer --out runs/demo --no-progress
 	@echo "demo run: runs/demo"
+	$(BIN)/evalkit report runs/demo --out reports/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check evalkit tests benchmarks examples

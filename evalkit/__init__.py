@@ -39,4 +39,13 @@ def compare(*args: Any, **kwargs: Any) -> CompareReport:
     return report
 
 
-__all__ = ["__version__", "compare", "gate", "score"]
+def make_report(*args: Any, **kwargs: Any) -> Any:
+    """Write an HTML + markdown report of runs; see `evalkit.api.make_report`.
+
+    (Not `report`: that name is the `evalkit.report` package.)"""
+    from evalkit.api import make_report as _make_report
+
+    return _make_report(*args, **kwargs)
+
+
+__all__ = ["__version__", "compare", "gate", "make_report", "score"]

@@ -461,3 +461,33 @@ def gate(
         select=baseline_select,  # type: ignore[arg-type]
         last=baseline_last,
     )
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def make_report(
+    *runs: PathLike,
+    out: PathLike,
+    labels: Sequence[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    title: str | None = None,
+) -> Any:
+    """Write `out/index.html` (self-contained) and `out/report.md` for one run or several (a
+    folder stands for every run under it, in path order). Several runs add trajectories over
+    training and paired deltas against the first. Returns `evalkit.report.build.ReportFiles`."""
+    from evalkit.report.build import write_report
+    from evalkit.report.sections import ReportOptions
+    from evalkit.store import read_run
+
+    if not runs:
+        raise EvalkitError("report needs at least one run")
+    paths = [q for r in runs for q in _runs_at(r, "run")]
+    return write_report(
+        [read_run(q) for q in paths],
+        Path(out),
+        labels=labels,
+        options=ReportOptions(resamples=resamples, seed=seed),
+        title=title,
+    )

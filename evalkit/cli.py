@@ -305,6 +305,33 @@ def gate(
     raise typer.Exit(verdict.exit_code)
 
 
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run directories (or folders of runs), oldest first.")
+    ],
+    out: Annotated[Path, typer.Option(help="Report folder (index.html, report.md, plots/).")],
+    label: Annotated[
+        list[str] | None, typer.Option(help="Label of each run (repeat; default: folder name).")
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the deltas.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    title: Annotated[str | None, typer.Option(help="Page title.")] = None,
+) -> None:
+    """Write a self-contained HTML report and a markdown report with plots of RUNS."""
+    from evalkit.api import make_report as run_report
+
+    try:
+        files = run_report(
+            *runs, out=out, labels=label or None, resamples=resamples, seed=seed, title=title
+        )
+    except EvalkitError as exc:
+        _fail(str(exc))
+    typer.echo(f"markdown: {files.markdown}")
+    typer.echo(f"plots: {len(files.plots)} in {files.out / 'plots'}")
+    typer.echo(f"report written to {files.index}")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,884 @@
+"""The sections of `evalkit report`: each a small function from the runs to a `Section`.
+
+A section that finds none of its data in the runs returns a short note instead of failing, so
+one report layout serves every suite. Sections find their data by metric and tag names only:
+
+- families: rows whose task is `family:<name>`; the first metric listed is the family's primary;
+- few-shot curves: metrics `M[k=N]` (and item tags `k`, `seed` for one faint line per seed);
+- label conditions: metrics `M[zero_shot|gold|random|pct_N|flip_N]`;
+- multilingual: metrics `M[lang]` and `M_gap_en[lang]` (gap = lang − English);
+- long context: metrics `M[depth=D,length=L]` (or item tags `depth` and `length`), and any metric
+  whose name contains `effective` (the effective context length);
+- code: metrics `pass@N` (or `pass_at_N`, `pass@k[k=N]`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.analysis.compare import CompareOptions, CompareReport, compare_runs
+from evalkit.errors import EvalkitError
+from evalkit.report import plots as P
+from evalkit.report.blocks import Figure, Section, Table, Text, absent
+from evalkit.report.markdown import num, pval, signed
+from evalkit.store import RunData
+
+FAMILY_PREFIX = "family:"
+_BRACKET = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<group>[^\[\]]+)\]$")
+_PASS = re.compile(r"^pass(?:@|_at_)(?P<k>\d+)$|^pass@k\[k=(?P<k2>\d+)\]$")
+_LANG = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z]{2,4})?$")
+# Per-item metrics that every multiple-choice task has; anything else an ICL task reports is one
+# of its own summaries (slope over k, label sensitivity, induction gain...).
+_ITEM_METRICS = frozenset(
+    [
+        "acc",
+        "acc_norm",
+        "p_correct",
+        "p_correct_char",
+        "prob_correct",
+        "margin",
+        "margin_char",
+        "bpb",
+        "exact_match",
+    ]
+)
+CONTINUOUS = ("p_correct", "bpb")  # beside the primary metric in the per-task table
+LABEL_CONDITIONS = ("zero_shot", "gold", "random")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    resamples: int = 2000  # bootstrap resamples of the compare deltas
+    seed: int = 0
+    level: float = 0.95
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    runs: tuple[RunData, ...]
+    labels: tuple[str, ...]
+    plots: Path  # folder the PNGs go to
+    options: ReportOptions
+
+    @property
+    def focus(self) -> RunData:
+        """The run that single-run sections show: the last one given."""
+        return self.runs[-1]
+
+    @property
+    def focus_label(self) -> str:
+        return self.labels[-1]
+
+    def plot(self, name: str) -> Path:
+        return self.plots / f"{name}.png"
+
+
+SectionFn = Callable[[ReportContext], Section]
+
+
+# -- score rows ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    task: str
+    family: str
+    metric: str
+    value: float
+    low: float
+    high: float
+    n: int
+    higher_is_better: bool
+
+
+def rows(run: RunData) -> list[Row]:
+    return [
+        Row(
+            str(r.task),
+            str(r.family),
+            str(r.metric),
+            float(r.value),
+            float(r.ci_low),
+            float(r.ci_high),
+            int(r.n),
+            bool(r.higher_is_better),
+        )
+        for r in run.scores.itertuples(index=False)
+    ]
+
+
+def split(metric: str) -> tuple[str, str | None]:
+    """`acc[k=4]` -> ('acc', 'k=4'); `acc` -> ('acc', None)."""
+    m = _BRACKET.match(metric)
+    return (m["base"], m["group"]) if m else (metric, None)
+
+
+def keyvals(group: str) -> dict[str, str]:
+    out = {}
+    for part in re.split(r"[,;]", group):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def by_task(rs: Sequence[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for r in rs:
+        out.setdefault(r.task, []).append(r)
+    return out
+
+
+def task_rows(run: RunData) -> dict[str, list[Row]]:
+    return {t: v for t, v in by_task(rows(run)).items() if not t.startswith(FAMILY_PREFIX)}
+
+
+def primary(rs: Sequence[Row]) -> Row | None:
+    return next((r for r in rs if split(r.metric)[1] is None), None)
+
+
+def ci(r: Row | None) -> str:
+    if r is None:
+        return "–"
+    return f"{num(r.value, '.3g')} [{num(r.low, '.3g')}, {num(r.high, '.3g')}]"
+
+
+def arrow(r: Row) -> str:
+    return r.metric + (" ↑" if r.higher_is_better else " ↓")
+
+
+_UNITS = {
+    "acc": "fraction of items",
+    "acc_norm": "fraction of items",
+    "exact_match": "fraction of items",
+    "p_correct": "probability",
+    "prob_correct": "probability",
+    "bpb": "bits per byte",
+    "margin": "nats",
+    "logprob": "nats",
+}
+
+
+def unit(metric: str) -> str:
+    """`acc` -> 'acc (fraction of items)': axis labels carry units where the metric has one."""
+    base = split(metric)[0]
+    u = _UNITS.get(base) or _UNITS.get(base.removesuffix("_gap_en"))
+    return f"{metric} ({u})" if u else metric
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else float("nan")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+# -- header ----------------------------------------------------------------------------------
+
+
+def _provenance(m: dict[str, Any]) -> str:
+    prov = m.get("provenance")
+    if not isinstance(prov, dict):
+        return "none recorded"
+    ck = prov.get("checkpoint") or {}
+    parts = [f"run {ck.get('run', '?')}"]
+    if ck.get("step") is not None:
+        parts.append(f"step {ck['step']}")
+    if ck.get("tokens_seen") is not None:
+        parts.append(f"{float(ck['tokens_seen']):.3g} tokens seen")
+    if ck.get("parent"):
+        parts.append(f"parent {ck['parent']}")
+    slices = prov.get("slices") or []
+    if slices:
+        top = sorted(slices, key=lambda s: -float(s.get("share") or 0))[:6]
+        shares = ", ".join(
+            str(s.get("name")) + (f" {float(s['share']):.0%}" if s.get("share") is not None else "")
+            for s in top
+        )
+        more = f" (+{len(slices) - len(top)} more)" if len(slices) > len(top) else ""
+        parts.append(f"{len(slices)} slices: {shares}{more}")
+    return "; ".join(parts)
+
+
+def _hardware(m: dict[str, Any]) -> str:
+    hw = m.get("hardware") or {}
+    bits = [str(hw.get(k)) for k in ("device", "gpu", "gpu_name") if hw.get(k)]
+    if hw.get("cpu_count"):
+        bits.append(f"{hw['cpu_count']} CPUs")
+    if hw.get("torch"):
+        bits.append(f"torch {hw['torch']}")
+    return ", ".join(bits) or "–"
+
+
+def header(ctx: ReportContext) -> Section:
+    fields: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("model", lambda m: str(m.get("checkpoint") or "–").rstrip("/").rsplit("/", 1)[-1]),
+        ("model fingerprint", lambda m: str(m.get("model_fingerprint") or "–")[:16]),
+        ("provenance", _provenance),
+        ("suite", lambda m: str(m.get("suite") or "(tasks)")),
+        ("tasks", lambda m: str(len(m.get("tasks") or []))),
+        (
+            "backend",
+            lambda m: (
+                f"{m.get('backend', '–')} ({m.get('dtype', '–')}"
+                + (", chat template" if _chat(m) else "")
+                + ")"
+            ),
+        ),
+        ("hardware", _hardware),
+        ("time", lambda m: str(m.get("created") or "–")),
+        (
+            "evalkit",
+            lambda m: (
+                f"{m.get('evalkit_version', '–')}"
+                + (f" @ {str(m['evalkit_commit'])[:8]}" if m.get("evalkit_commit") else "")
+            ),
+        ),
+    ]
+    body = tuple((name, *(fn(r.manifest) for r in ctx.runs)) for name, fn in fields)
+    head = ("", *(f"`{lab}`" for lab in ctx.labels))
+    blocks: list[Any] = [Table(head, body)]
+    if len(ctx.runs) > 1:
+        blocks.insert(
+            0,
+            Text(
+                f"{len(ctx.runs)} runs. Single-run sections show the last one, "
+                f"`{ctx.focus_label}`; trajectories and deltas use them all."
+            ),
+        )
+    return Section("run", "Run", tuple(blocks))
+
+
+def _chat(m: dict[str, Any]) -> bool:
+    c = m.get("chat_template")
+    return bool(c.get("applied")) if isinstance(c, dict) else bool(c)
+
+
+# -- families and tasks ----------------------------------------------------------------------
+
+
+def family_primaries(run: RunData) -> dict[str, Row]:
+    out: dict[str, Row] = {}
+    for r in rows(run):
+        if r.task.startswith(FAMILY_PREFIX) and split(r.metric)[1] is None:
+            out.setdefault(r.task[len(FAMILY_PREFIX) :], r)
+    return out
+
+
+def _lookup(run: RunData, task: str, metric: str) -> Row | None:
+    return next((r for r in rows(run) if r.task == task and r.metric == metric), None)
+
+
+def families(ctx: ReportContext) -> Section:
+    ref = family_primaries(ctx.focus)
+    if not ref:
+        return absent("families", "Family scores", "No family rows in these runs.")
+    by_metric: dict[str, list[str]] = {}
+    for fam, r in ref.items():
+        by_metric.setdefault(r.metric, []).append(fam)
+    blocks: list[Any] = []
+    for metric, fams in by_metric.items():
+        hib = ref[fams[0]].higher_is_better
+        bars = []
+        for run, lab in zip(ctx.runs, ctx.labels, strict=True):
+            got = [_lookup(run, FAMILY_PREFIX + f, metric) for f in fams]
+            nan = float("nan")
+            bars.append(
+                P.Bars(
+                    lab,
+                    tuple(g.value if g else nan for g in got),
+                    tuple(g.low if g else nan for g in got),
+                    tuple(g.high if g else nan for g in got),
+                )
+            )
+        path = P.bar_chart(
+            ctx.plot(f"families_{_slug(metric)}"),
+            title=f"Family scores: mean {metric} over each family's tasks, 95% CI",
+            categories=fams,
+            bars=bars,
+            value_label=f"{unit(metric)}, {'higher' if hib else 'lower'} is better",
+            category_label="task family",
+        )
+        blocks.append(Figure(path, f"family scores ({metric}) with 95% CI bars"))
+    head = ("family", "metric", *(f"`{lab}`" for lab in ctx.labels), "n")
+    body = []
+    for fam, r in ref.items():
+        cells = [ci(_lookup(run, FAMILY_PREFIX + fam, r.metric)) for run in ctx.runs]
+        body.append((fam, arrow(r), *cells, str(r.n)))
+    blocks.append(Table(head, tuple(body), "value [95% CI]; n: items in the family (last run)"))
+    missing = sorted({r.family for r in rows(ctx.focus)} - set(ref))
+    if missing:
+        blocks.append(
+            Text(
+                f"No family score for {', '.join(missing)}: its tasks share no metric (see Tasks)."
+            )
+        )
+    return Section("families", "Family scores", tuple(blocks))
+
+
+def tasks(ctx: ReportContext) -> Section:
+    tr = task_rows(ctx.focus)
+    if not tr:
+        return absent("tasks", "Tasks", "No task rows in this run.")
+    cont = [c for c in CONTINUOUS if any(any(r.metric == c for r in rs) for rs in tr.values())]
+    head: tuple[str, ...] = ("task", "family", "n", "primary metric", "value [95% CI]")
+    head += tuple(f"{c} {'↓' if c == 'bpb' else '↑'} [95% CI]" for c in cont)
+    body = []
+    for task, rs in tr.items():
+        p = primary(rs)
+        if p is None:
+            continue
+        extra = [ci(next((r for r in rs if r.metric == c), None)) for c in cont]
+        body.append((task, p.family, str(p.n), arrow(p), ci(p), *extra))
+    caption = (
+        "Continuous metrics move before accuracy does on small or early checkpoints: p_correct "
+        "is the normalized probability of the gold choice, bpb the bits per byte of the gold answer."
+    )
+    blocks: list[Any] = [Table(head, tuple(body), caption)]
+    if len(ctx.runs) > 1:
+        blocks.insert(0, Text(f"Run `{ctx.focus_label}`."))
+    return Section("tasks", "Tasks", tuple(blocks))
+
+
+# -- long context ----------------------------------------------------------------------------
+
+_DEPTH_KEYS = ("depth", "depth_pct", "needle_depth")
+_LENGTH_KEYS = ("length", "len", "context_length", "ctx", "context", "tokens", "ctx_len")
+
+
+def _grid_from_scores(rs: Sequence[Row]) -> dict[tuple[float, float], Row]:
+    grid: dict[tuple[float, float], Row] = {}
+    for r in rs:
+        _, group = split(r.metric)
+        if group is None:
+            continue
+        kv = keyvals(group)
+        d = next((kv[k] for k in _DEPTH_KEYS if k in kv), None)
+        n = next((kv[k] for k in _LENGTH_KEYS if k in kv), None)
+        try:
+            if d is not None and n is not None:
+                grid[(float(d), float(n))] = r
+        except ValueError:
+            continue
+    return grid
+
+
+def _grid_from_samples(run: RunData, task: str, metric: str) -> dict[tuple[float, float], float]:
+    s = run.samples
+    length = next((c for c in _LENGTH_KEYS if c in s.columns), None)
+    if "depth" not in s.columns or length is None or metric not in s.columns:
+        return {}
+    t = s[(s.task == task)].dropna(subset=["depth", length, metric])
+    if t.empty:
+        return {}
+    means = t.groupby(["depth", length])[metric].mean()
+    return {(float(d), float(n)): float(v) for (d, n), v in means.items()}
+
+
+def _fmt_len(x: float) -> str:
+    return f"{x / 1024:g}k" if x >= 1024 and x % 1024 == 0 else f"{x:g}"
+
+
+def long_context(ctx: ReportContext) -> Section:
+    title = "Long context"
+    blocks: list[Any] = []
+    effective: list[tuple[str, ...]] = []
+    for task, rs in task_rows(ctx.focus).items():
+        for r in rs:
+            if "effective" in r.metric:
+                effective.append((task, r.metric, ci(r)))
+        grid: dict[tuple[float, float], float] = {
+            k: v.value for k, v in _grid_from_scores(rs).items()
+        }
+        p = primary(rs)
+        metric = split(next(iter(_grid_from_scores(rs).values())).metric)[0] if grid else None
+        if not grid and p is not None:
+            metric = p.metric
+            grid = _grid_from_samples(ctx.focus, task, p.metric)
+        if not grid or metric is None:
+            continue
+        depths = sorted({d for d, _ in grid})
+        lengths = sorted({n for _, n in grid})
+        matrix = [[grid.get((d, n), float("nan")) for n in lengths] for d in depths]
+        vals = [v for v in grid.values() if math.isfinite(v)]
+        unit_range = bool(vals) and min(vals) >= 0 and max(vals) <= 1
+        lo = 0.0 if unit_range else min(vals, default=0.0)
+        hi = 1.0 if unit_range else max(vals, default=1.0)
+        pct = max(depths) <= 1.0
+        path = P.heatmap(
+            ctx.plot(f"long_context_{_slug(task)}"),
+            title=f"{task}: {metric} by needle depth and context length",
+            matrix=matrix,
+            row_labels=[f"{d * 100:g}%" if pct else f"{d:g}" for d in depths],
+            col_labels=[_fmt_len(n) for n in lengths],
+            xlabel="context length (tokens)",
+            ylabel="needle depth (% of context)" if pct else "needle depth",
+            value_label=unit(metric),
+            vmin=lo,
+            vmax=hi,
+        )
+        eff = [r for r in rs if "effective" in r.metric]
+        caption = "; ".join(f"{r.metric}: {ci(r)}" for r in eff)
+        blocks.append(Figure(path, f"{task} depth × length heatmap", caption))
+    if effective:
+        blocks.append(Table(("task", "metric", "value [95% CI]"), tuple(effective)))
+    if not blocks:
+        return absent(
+            "long-context",
+            title,
+            "No long-context results in this run (no `M[depth=…,length=…]` rows, `depth`/`length` "
+            "item tags or effective-length metric).",
+        )
+    return Section("long-context", title, tuple(blocks))
+
+
+# -- in-context learning ---------------------------------------------------------------------
+
+
+def _k_rows(rs: Sequence[Row]) -> dict[str, list[tuple[int, Row]]]:
+    out: dict[str, list[tuple[int, Row]]] = {}
+    for r in rs:
+        base, group = split(r.metric)
+        kv = keyvals(group) if group else {}
+        # pass@k[k=N] is a code metric over samples, not a curve over demonstrations.
+        if "k" in kv and kv["k"].isdigit() and len(kv) == 1 and not _PASS.match(r.metric):
+            out.setdefault(base, []).append((int(kv["k"]), r))
+    return {b: sorted(v, key=lambda t: t[0]) for b, v in out.items()}
+
+
+def _seed_lines(run: RunData, task: str, metric: str) -> list[P.Series]:
+    s = run.samples
+    if not {"k", "seed", metric} <= set(s.columns):
+        return []
+    t = s[s.task == task].dropna(subset=["k", "seed", metric])
+    lines = []
+    for seed, g in t.groupby("seed"):
+        m = g.groupby("k")[metric].mean().sort_index()
+        xs = tuple(float(x) for x in m.index)
+        lines.append(P.Series("one seed (demonstration draw)", xs, tuple(map(float, m.values))))
+        del seed
+    return lines
+
+
+def _fewshot_figures(ctx: ReportContext, tr: dict[str, list[Row]]) -> list[Any]:
+    blocks: list[Any] = []
+    for task, rs in tr.items():
+        for metric, pts in _k_rows(rs).items():
+            ks = tuple(float(k) for k, _ in pts)
+            series = P.Series(
+                f"{metric}, mean over seeds",
+                ks,
+                tuple(_finite(r.value) for _, r in pts),
+                tuple(_finite(r.low) for _, r in pts),
+                tuple(_finite(r.high) for _, r in pts),
+            )
+            path = P.line_chart(
+                ctx.plot(f"icl_fewshot_{_slug(task)}_{_slug(metric)}"),
+                title=f"{task}: few-shot curve",
+                series=[series],
+                faint=_seed_lines(ctx.focus, task, metric),
+                xlabel="demonstrations in the prompt, k (log scale)",
+                ylabel=unit(metric),
+                xlog=True,
+                xticks=ks,
+                xticklabels=[str(int(k)) for k in ks],
+            )
+            blocks.append(Figure(path, f"{task} few-shot curve with 95% CI band"))
+            blocks.append(
+                Table(
+                    ("k", f"{metric} [95% CI]"),
+                    tuple((str(k), ci(r)) for k, r in pts),
+                    f"{task}: gray dotted lines are single seeds",
+                )
+            )
+    return blocks
+
+
+def _label_points(tr: dict[str, list[Row]]) -> dict[str, Row]:
+    """Condition -> row (first task that has it), over tasks reporting label conditions."""
+    out: dict[str, Row] = {}
+    for rs in tr.values():
+        for r in rs:
+            base, group = split(r.metric)
+            if base != "acc" or group is None:
+                continue
+            if group in LABEL_CONDITIONS or re.fullmatch(r"(pct|flip)_\d+", group):
+                out.setdefault(group, r)
+    return out
+
+
+def _label_figure(ctx: ReportContext, pts: dict[str, Row]) -> list[Any]:
+    def series(prefix: str, label: str, gold_at: Callable[[int], float]) -> P.Series | None:
+        got = sorted(
+            (gold_at(int(c.split("_")[1])), r) for c, r in pts.items() if c.startswith(prefix)
+        )
+        if prefix == "pct_" and "gold" in pts:
+            got.append((100.0, pts["gold"]))
+        if not got:
+            return None
+        return P.Series(
+            f"{got[0][1].task}: {label}",
+            tuple(x for x, _ in got),
+            tuple(_finite(r.value) for _, r in got),
+            tuple(_finite(r.low) for _, r in got),
+            tuple(_finite(r.high) for _, r in got),
+        )
+
+    lines = [
+        s
+        for s in (
+            series("pct_", "other labels replaced by a random wrong one", lambda p: float(p)),
+            series("flip_", "labels flipped (gold ↔ other)", lambda p: 100.0 - p),
+        )
+        if s is not None
+    ]
+    hlines = [
+        (pts[c].value, name)
+        for c, name in (("zero_shot", "zero-shot (k = 0)"), ("random", "random labels"))
+        if c in pts and math.isfinite(pts[c].value)
+    ]
+    blocks: list[Any] = []
+    if lines or hlines:
+        path = P.line_chart(
+            ctx.plot("icl_labels"),
+            title="Do demonstrations' labels matter? gold vs random vs flipped",
+            series=lines,
+            hlines=hlines,
+            xlabel="demonstrations carrying the gold label (%)",
+            ylabel="acc (fraction of items)",
+        )
+        blocks.append(Figure(path, "accuracy against the share of gold-labeled demonstrations"))
+    order = [
+        *LABEL_CONDITIONS,
+        *sorted((c for c in pts if c not in LABEL_CONDITIONS), key=_cond_key),
+    ]
+    body = tuple((c, pts[c].task, ci(pts[c])) for c in order if c in pts)
+    blocks.append(Table(("condition", "task", "acc [95% CI]"), body))
+    return blocks
+
+
+def _cond_key(c: str) -> tuple[str, int]:
+    kind, _, p = c.partition("_")
+    return (kind, int(p) if p.isdigit() else 0)
+
+
+def icl(ctx: ReportContext) -> Section:
+    title = "In-context learning"
+    tr = task_rows(ctx.focus)
+    blocks = _fewshot_figures(ctx, tr)
+    pts = _label_points(tr)
+    if pts:
+        blocks += _label_figure(ctx, pts)
+    summaries = [
+        (t, arrow(r), ci(r))
+        for t, rs in tr.items()
+        if rs and rs[0].family == "icl"
+        for r in rs
+        if split(r.metric)[1] is None and r.metric not in _ITEM_METRICS
+    ]
+    if summaries:
+        blocks.append(Table(("task", "summary metric", "value [95% CI]"), tuple(summaries)))
+    if not blocks:
+        return absent(
+            "icl", title, "No in-context-learning results in this run (no `M[k=N]` or label rows)."
+        )
+    return Section("icl", title, tuple(blocks))
+
+
+# -- multilingual ----------------------------------------------------------------------------
+
+
+def _languages(rs: Sequence[Row]) -> tuple[str | None, dict[str, Row], dict[str, Row]]:
+    """The metric with per-language gaps (acc first), its per-language rows and its gaps."""
+    gap_bases = {split(r.metric)[0][: -len("_gap_en")] for r in rs if "_gap_en[" in r.metric}
+    if not gap_bases:
+        return None, {}, {}
+    base = "acc" if "acc" in gap_bases else sorted(gap_bases)[0]
+    per, gaps = {}, {}
+    for r in rs:
+        b, group = split(r.metric)
+        if group is None or not _LANG.match(group):
+            continue
+        if b == base:
+            per[group] = r
+        elif b == f"{base}_gap_en":
+            gaps[group] = r
+    return base, per, gaps
+
+
+def multilingual(ctx: ReportContext) -> Section:
+    title = "Multilingual"
+    found = {
+        t: got for t, rs in task_rows(ctx.focus).items() if (got := _languages(rs))[0] is not None
+    }
+    if not found:
+        return absent(
+            "multilingual", title, "No per-language results in this run (no `M_gap_en[lang]` rows)."
+        )
+    langs = sorted(
+        {lang for _, per, _ in found.values() for lang in per}, key=lambda x: (x != "en", x)
+    )
+    nan = float("nan")
+    metric = next(iter(found.values()))[0] or "acc"
+
+    def bars(pick: int, cats: Sequence[str]) -> list[P.Bars]:
+        out = []
+        for task, got in found.items():
+            d = got[pick]
+            assert isinstance(d, dict)
+            out.append(
+                P.Bars(
+                    task,
+                    tuple(d[c].value if c in d else nan for c in cats),
+                    tuple(d[c].low if c in d else nan for c in cats),
+                    tuple(d[c].high if c in d else nan for c in cats),
+                )
+            )
+        return out
+
+    others = [lang for lang in langs if lang != "en"]
+    p1 = P.bar_chart(
+        ctx.plot("multilingual_languages"),
+        title=f"Per-language {metric}, 95% CI",
+        categories=langs,
+        bars=bars(1, langs),
+        value_label=unit(metric),
+        category_label="language (ISO 639)",
+    )
+    p2 = P.bar_chart(
+        ctx.plot("multilingual_gaps"),
+        title=f"Gap to English: {metric}[lang] − {metric}[en], paired 95% CI",
+        categories=others,
+        bars=bars(2, others),
+        value_label=f"{unit(metric)}: gap to English (negative: worse than English)",
+        category_label="language (ISO 639)",
+        ref=0.0,
+        ref_label="parity with English",
+    )
+    head = ("language", *(f"`{t}` {metric}" for t in found), *(f"`{t}` gap" for t in found))
+    body = []
+    for lang in langs:
+        per = [ci(got[1].get(lang)) for got in found.values()]
+        gap = ["–" if lang == "en" else ci(got[2].get(lang)) for got in found.values()]
+        body.append((lang, *per, *gap))
+    blocks = (
+        Figure(p1, "per-language scores"),
+        Figure(p2, "gaps to English"),
+        Table(head, tuple(body), "value [95% CI]; gap = language − English on paired items"),
+    )
+    return Section("multilingual", title, blocks)
+
+
+# -- code ------------------------------------------------------------------------------------
+
+
+def _pass_rows(rs: Sequence[Row]) -> list[tuple[int, Row]]:
+    out = []
+    for r in rs:
+        m = _PASS.match(r.metric)
+        if m:
+            out.append((int(m["k"] or m["k2"]), r))
+    return sorted(out, key=lambda t: t[0])
+
+
+def code(ctx: ReportContext) -> Section:
+    title = "Code: pass@k"
+    found = {t: pr for t, rs in task_rows(ctx.focus).items() if (pr := _pass_rows(rs))}
+    if not found:
+        return absent("code", title, "No code results in this run (no `pass@k` rows).")
+    series = [
+        P.Series(
+            task,
+            tuple(float(k) for k, _ in pr),
+            tuple(_finite(r.value) for _, r in pr),
+            tuple(_finite(r.low) for _, r in pr),
+            tuple(_finite(r.high) for _, r in pr),
+        )
+        for task, pr in found.items()
+    ]
+    ks = sorted({k for pr in found.values() for k, _ in pr})
+    path = P.line_chart(
+        ctx.plot("code_pass_at_k"),
+        title="pass@k: chance that one of k samples passes the tests",
+        series=series,
+        xlabel="samples per problem, k (log scale)",
+        ylabel="pass@k (fraction of problems)",
+        xlog=True,
+        xticks=[float(k) for k in ks],
+        xticklabels=[str(k) for k in ks],
+    )
+    head = ("task", *(f"pass@{k} [95% CI]" for k in ks), "n")
+    body = []
+    for task, pr in found.items():
+        d = dict(pr)
+        body.append((task, *(ci(d.get(k)) for k in ks), str(pr[0][1].n)))
+    return Section("code", title, (Figure(path, "pass@k curves"), Table(head, tuple(body))))
+
+
+# -- several runs ----------------------------------------------------------------------------
+
+
+def _position(ctx: ReportContext) -> tuple[str, list[float]]:
+    """Where each run sits on the training axis: tokens seen, else step, else the given order."""
+    cks = [((r.manifest.get("provenance") or {}).get("checkpoint") or {}) for r in ctx.runs]
+    for key, label in (("tokens_seen", "training tokens seen"), ("step", "training step")):
+        vals = [c.get(key) for c in cks]
+        nums = [float(v) for v in vals if isinstance(v, int | float)]
+        if len(nums) == len(vals) and len(set(nums)) == len(nums):
+            return label, nums
+    return "run (order given)", [float(i) for i in range(len(ctx.runs))]
+
+
+def trajectories(ctx: ReportContext) -> Section:
+    title = "Trajectories over training"
+    if len(ctx.runs) < 2:
+        return absent("trajectories", title, "One run: trajectories need several checkpoints.")
+    axis, xs = _position(ctx)
+    order = sorted(range(len(ctx.runs)), key=lambda i: xs[i])
+    ref = family_primaries(ctx.focus)
+    by_metric: dict[str, list[str]] = {}
+    for fam, r in ref.items():
+        by_metric.setdefault(r.metric, []).append(fam)
+    blocks: list[Any] = []
+    for metric, fams in by_metric.items():
+        series = []
+        for fam in fams:
+            got = [_lookup(ctx.runs[i], FAMILY_PREFIX + fam, metric) for i in order]
+            keep = [(xs[i], g) for i, g in zip(order, got, strict=True) if g is not None]
+            if keep:
+                series.append(
+                    P.Series(
+                        fam,
+                        tuple(x for x, _ in keep),
+                        tuple(g.value for _, g in keep),
+                        tuple(g.low for _, g in keep),
+                        tuple(g.high for _, g in keep),
+                    )
+                )
+        ordinal = axis.startswith("run")
+        path = P.line_chart(
+            ctx.plot(f"trajectories_{_slug(metric)}"),
+            title=f"Family {metric} over training, 95% CI bands",
+            series=series,
+            xlabel=axis,
+            ylabel=unit(metric),
+            xticks=[xs[i] for i in order] if ordinal else None,
+            xticklabels=[ctx.labels[i] for i in order] if ordinal else None,
+        )
+        blocks.append(Figure(path, f"family {metric} trajectories"))
+    head = ("run", axis, *(f"{f} ({r.metric})" for f, r in ref.items()))
+    body = tuple(
+        (
+            f"`{ctx.labels[i]}`",
+            f"{xs[i]:.4g}",
+            *(ci(_lookup(ctx.runs[i], FAMILY_PREFIX + f, r.metric)) for f, r in ref.items()),
+        )
+        for i in order
+    )
+    blocks.append(Table(head, body))
+    return Section("trajectories", title, tuple(blocks))
+
+
+def compare_report(ctx: ReportContext) -> CompareReport:
+    o = ctx.options
+    opts = CompareOptions(resamples=o.resamples, seed=o.seed, level=o.level)
+    return compare_runs(list(ctx.runs), opts, labels=list(ctx.labels))
+
+
+def deltas(ctx: ReportContext) -> Section:
+    title = "Paired deltas"
+    if len(ctx.runs) < 2:
+        return absent("deltas", title, "One run: nothing to compare.")
+    try:
+        report = compare_report(ctx)
+    except EvalkitError as exc:  # e.g. runs of different suites: the rest of the report stands
+        return absent("deltas", title, f"No paired comparison: {exc}")
+    blocks: list[Any] = [
+        Text(
+            f"Each run against `{report.runs[0].label}` on the items both share: "
+            f"Δ = B − A with its {ctx.options.level:.0%} paired-bootstrap CI; filled squares are "
+            f"significant after {report.options.correction} correction."
+        )
+    ]
+    for i, c in enumerate(report.comparisons):
+        rs = [r for r in c.rows if r.group is None]
+        if not rs:
+            continue
+        path = P.forest(
+            ctx.plot(f"forest_{i}_{_slug(c.a)}_vs_{_slug(c.b)}"),
+            title=f"Paired deltas {c.b} − {c.a}, {ctx.options.level:.0%} CI"
+            + (" (chat template − raw)" if c.kind == "format" else ""),
+            rows=[
+                P.ForestRow(
+                    (f"family: {r.name}" if r.scope == "family" else r.name) + f" ({r.metric})",
+                    r.delta,
+                    r.ci_low,
+                    r.ci_high,
+                    r.significant,
+                )
+                for r in rs
+            ],
+            xlabel="Δ = B − A (metric units; family rows: + = better)",
+        )
+        blocks.append(Figure(path, f"forest plot {c.a} vs {c.b}"))
+        body = tuple(
+            (
+                f"family: {r.name}" if r.scope == "family" else r.name,
+                r.metric,
+                num(r.a),
+                num(r.b),
+                signed(r.delta),
+                f"[{num(r.ci_low)}, {num(r.ci_high)}]",
+                pval(r.p_adjusted),
+                r.call,
+            )
+            for r in rs
+        )
+        head = ("task / family", "metric", "A", "B", "Δ", "CI", "p (adj.)", "call")
+        blocks.append(Table(head, body, f"`{c.a}` → `{c.b}`"))
+    return Section("deltas", title, tuple(blocks))
+
+
+ATTRIBUTION_MODULE = "evalkit.report.attribution_plot"
+
+
+def attribution(ctx: ReportContext) -> Section:
+    """Hook for the provenance attribution heatmap: drawn by `evalkit.report.attribution_plot`
+    (its `attribution_section(runs, labels, plots_dir) -> Section`) when that module exists."""
+    title = "Attribution to training-data slices"
+    with_slices = [r for r in ctx.runs if ((r.manifest.get("provenance") or {}).get("slices"))]
+    if len(with_slices) < 2:
+        return absent(
+            "attribution", title, "Attribution needs several runs whose provenance lists slices."
+        )
+    try:
+        mod = importlib.import_module(ATTRIBUTION_MODULE)
+    except ModuleNotFoundError:
+        return absent("attribution", title, "Attribution plotting is not installed.")
+    fn = getattr(mod, "attribution_section", None)
+    if fn is None:
+        return absent("attribution", title, f"{ATTRIBUTION_MODULE} has no attribution_section.")
+    section = fn(list(ctx.runs), list(ctx.labels), ctx.plots)
+    assert isinstance(section, Section)
+    return section
+
+
+SECTIONS: tuple[SectionFn, ...] = (
+    header,
+    families,
+    tasks,
+    long_context,
+    icl,
+    multilingual,
+    code,
+    trajectories,
+    deltas,
+    attribution,
+)
