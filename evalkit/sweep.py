@@ -248,6 +248,21 @@ def attempts(job: SweepJob) -> int:
         return 0
 
 
+def _die_after_first_cached_batch() -> None:
+    """Test hook (CRASH_ENV): SIGKILL this worker as soon as the job's first batch of results
+    is committed to the result cache, i.e. mid-way through scoring, before any run is written.
+    The worker dies with the patch; no other job ever runs under it."""
+    from evalkit.cache import ResultCache
+
+    original = ResultCache.put_many
+
+    def put_then_die(self: ResultCache, items: Mapping[str, Any]) -> None:
+        original(self, items)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(ResultCache, "put_many", put_then_die)  # noqa: B010
+
+
 def run_job(job: SweepJob, options: SweepOptions, crash_first_attempt: bool = False) -> JobOutcome:
     """Score one checkpoint into its run directory (the body of a sweep's Ray task)."""
     from evalkit.api import score
@@ -258,7 +273,10 @@ def run_job(job: SweepJob, options: SweepOptions, crash_first_attempt: bool = Fa
     with marker.open("a") as fh:
         fh.write(f"{os.getpid()} {started:.3f}\n")
     if crash_first_attempt and attempts(job) == 1:
-        os.kill(os.getpid(), signal.SIGKILL)
+        if options.score_kwargs.get("use_cache", True):
+            _die_after_first_cached_batch()
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
     if is_run(job.run_dir):
         return JobOutcome("skipped", time.time() - started)  # an earlier attempt finished it
     # A worker killed while writing leaves a hidden staging folder; it is never a run.

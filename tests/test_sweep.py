@@ -56,9 +56,11 @@ def swept(ray_local: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     shutil.copytree(CHECKPOINTS / "tiny-chat", ckpts / "tiny-chat")
     copy_with_step(CHECKPOINTS / "tiny-base", ckpts / "tiny-base-step900", 900)
     out = base / "out"
+    # With a result cache, the crash comes right after the job's first batch is cached.
+    cached = replace(OPTIONS, score_kwargs={"limit": LIMIT, "cache_dir": base / "cache"})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CRASH_ENV, "tiny-chat")
-        report = sweep([str(ckpts / "*")], out=out, options=OPTIONS, progress=False)
+        report = sweep([str(ckpts / "*")], out=out, options=cached, progress=False)
     return ckpts, out, report
 
 
@@ -82,6 +84,9 @@ def test_sweep_retries_a_killed_worker_and_equals_single_process_runs(
         "tiny-base-step900": 1,
         "tiny-base": 1,
     }
+    # It was killed mid-way: the retry reused what the first attempt had cached.
+    engine = read_run(out / "tiny-chat").manifest["engine"]
+    assert engine["reused"] > 0, engine
     pids = [
         line.split()[0] for line in (out / ".sweep" / "tiny-chat.attempts").read_text().splitlines()
     ]
@@ -105,7 +110,12 @@ def test_sweep_retries_a_killed_worker_and_equals_single_process_runs(
     steps = query("SELECT name, step FROM runs ORDER BY step", out).rows
     assert steps == (("tiny-chat", 300), ("tiny-base-step900", 900), ("tiny-base", 1500))
     lm = trajectory(out, metrics=["bpb"], names=["language_modeling"])
-    assert list(lm["step"]) == [300, 900, 1500]
+    # Grouped by training run (the provenance's run name), then by step.
+    assert list(zip(lm["ckpt_run"], lm["step"], strict=True)) == [
+        ("tiny-base", 900),
+        ("tiny-base", 1500),
+        ("tiny-chat", 300),
+    ]
     for row in lm.itertuples():
         scores = read_run(Path(row.run)).scores
         want = scores[(scores.task == "family:language_modeling") & (scores.metric == "bpb")]
