@@ -332,6 +332,170 @@ def report(
     typer.echo(f"report written to {files.index}")
 
 
+def _score_option(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        _fail(f"--score-option takes KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+@app.command()
+def sweep(
+    checkpoints: Annotated[
+        list[str] | None,
+        typer.Argument(help="Checkpoint directories or glob patterns (quote globs)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder of runs: one OUT/<checkpoint name> each.")
+    ] = Path("runs/sweep"),
+    suite: Annotated[str | None, typer.Option(help="Suite name or path.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names.")] = None,
+    tasks_dir: Annotated[Path | None, typer.Option(help="Extra folder of task YAML.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score only N items per task.")] = None,
+    backend: Annotated[str, typer.Option(help="hf, vllm, or auto.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda, or auto (cuda when the job has GPUs).")
+    ] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16, or auto.")] = "auto",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Result cache folder (on each worker's machine).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the cache.")] = False,
+    score_option: Annotated[
+        list[str] | None,
+        typer.Option(help="KEY=VALUE passed to evalkit.api.score in every job (repeatable)."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: local)."),
+    ] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option(help="CPUs of the local Ray instance (default: all).")
+    ] = None,
+    gpus_per_job: Annotated[
+        float | None, typer.Option(help="GPUs per job (default: 1 for vllm/cuda, else 0).")
+    ] = None,
+    cpus_per_job: Annotated[float, typer.Option(help="CPUs per job.")] = 1.0,
+    retries: Annotated[int, typer.Option(help="Retries of a failed or crashed job.")] = 2,
+    runtime_env: Annotated[
+        Path | None, typer.Option(help="Ray runtime_env as a YAML/JSON file (pip, env_vars...).")
+    ] = None,
+    watch: Annotated[
+        Path | None, typer.Option(help="Poll this folder and score each new checkpoint.")
+    ] = None,
+    poll: Annotated[float, typer.Option(help="--watch: seconds between scans.")] = 60.0,
+    settle: Annotated[
+        float, typer.Option(help="--watch: seconds a checkpoint must stay unchanged.")
+    ] = 10.0,
+    max_checkpoints: Annotated[
+        int | None, typer.Option(help="--watch: stop after this many checkpoints.")
+    ] = None,
+    watch_timeout: Annotated[
+        float | None, typer.Option(help="--watch: stop after this many seconds.")
+    ] = None,
+    gate: Annotated[
+        Path | None, typer.Option(help="Gate each checkpoint against the previous (policy YAML).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the sweep's outcome as JSON.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    """Score many checkpoints on Ray (resumable). Exit 0 all complete, 1 a job or gate failed."""
+    import json
+
+    import yaml
+
+    from evalkit import sweep as sw
+
+    kwargs: dict[str, object] = dict(_score_option(o) for o in score_option or [])
+    kwargs.update({"limit": limit, "dtype": dtype, "use_cache": not no_cache})
+    if tasks_dir is not None:
+        kwargs["tasks_dir"] = tasks_dir
+    if cache_dir is not None:
+        kwargs["cache_dir"] = cache_dir
+    task_list = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
+    try:
+        env = None
+        if runtime_env is not None:
+            try:
+                env = yaml.safe_load(runtime_env.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                _fail(f"cannot read runtime env {runtime_env}: {type(exc).__name__}")
+            if not isinstance(env, dict):
+                _fail(f"runtime env {runtime_env} must be a mapping")
+        options = sw.SweepOptions(
+            suite=suite,
+            tasks=task_list,
+            backend=backend,
+            device=device,
+            gpus_per_job=sw.default_gpus(backend, device) if gpus_per_job is None else gpus_per_job,
+            cpus_per_job=cpus_per_job,
+            retries=retries,
+            score_kwargs=kwargs,
+        )
+        common = {
+            "out": out,
+            "options": options,
+            "address": address,
+            "num_cpus": num_cpus,
+            "runtime_env": env,
+            "gate_policy": gate,
+            "progress": progress,
+        }
+        if watch is not None:
+            if checkpoints:
+                _fail("give checkpoints or --watch FOLDER, not both")
+            report = sw.watch(
+                watch,
+                poll=poll,
+                settle=settle,
+                max_checkpoints=max_checkpoints,
+                timeout=watch_timeout,
+                **common,  # type: ignore[arg-type]
+            )
+        else:
+            if not checkpoints:
+                _fail("give checkpoints (paths or globs) or --watch FOLDER")
+            report = sw.sweep(checkpoints, **common)  # type: ignore[arg-type]
+    except EvalkitError as exc:
+        _fail(str(exc))
+    from rich.console import Console
+
+    Console().print(sw.sweep_table(report))
+    if json_out is not None:
+        _write(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def query(
+    sql: Annotated[
+        str, typer.Argument(help="SQL over the views runs, scores, samples, slices.")
+    ] = "SELECT * FROM runs",
+    runs_dir: Annotated[Path, typer.Option("--runs", help="Folder holding runs.")] = Path("runs"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+) -> None:
+    """Query every run under --runs with DuckDB SQL (see docs/sweep.md for the views)."""
+    from evalkit.catalog import query as run_query
+
+    if json_out and csv_out:
+        _fail("give at most one of --json and --csv")
+    try:
+        result = run_query(sql, runs_dir)
+    except EvalkitError as exc:
+        _fail(str(exc))
+    from evalkit.report.console import print_query
+
+    print_query(result.columns, result.rows, "json" if json_out else "csv" if csv_out else "table")
+
+
 def main() -> None:
     try:
         app()

@@ -25,8 +25,10 @@ RANKS: dict[str, int] = {
     "evalkit.provenance": 5,
     "evalkit.store": 5,
     "evalkit.analysis": 6,
+    "evalkit.catalog": 6,
     "evalkit.report": 7,
     "evalkit.api": 8,
+    "evalkit.sweep": 8,
     "evalkit.cli": 9,
 }
 

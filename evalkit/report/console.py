@@ -85,3 +85,40 @@ def print_tasks(
         table.add_row(s.family, s.name, s.kind, s.version, s.description)
     console.print(table)
     console.print(f"Suites: {', '.join(suites) or 'none'}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def print_query(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    fmt: str = "table",
+    console: Console | None = None,
+) -> None:
+    """A catalog query's result as a rich table, JSON records, or CSV on stdout."""
+    if fmt == "json":
+        import json
+
+        records = [dict(zip(columns, r, strict=True)) for r in rows]
+        sys.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in r] for r in rows])
+        return
+    console = console or Console()
+    table = Table(title=f"{len(rows)} row(s)")
+    for col in columns:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(_cell(v) for v in r))
+    console.print(table)

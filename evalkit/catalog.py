@@ -1,0 +1,236 @@
+"""A queryable catalog over every run in a folder: DuckDB views over the runs' parquet files.
+
+Views (see docs/sweep.md):
+
+- `runs`: one row per complete run, from its manifest, with the checkpoint's provenance
+  (`ckpt_run`, `step`, `tokens_seen`, `parent`, `mix_id`) when it has one.
+- `scores`: every run's `scores.parquet` with a leading `run` column.
+- `samples`: every run's `samples.parquet` with a leading `run` column (columns are the union
+  across runs; a task's missing columns are NULL).
+- `slices`: one row per (run, training-data slice) of the provenance.
+
+The catalog reads only the run store, never a live model. Hidden folders (a run still being
+assembled is staged in `.NAME.partial-*`) are never runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import EvalkitError
+from evalkit.scoring import FAMILY_PREFIX
+from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run
+
+VIEWS = ("runs", "scores", "samples", "slices")
+_SLICE_FIELDS = (
+    "name",
+    "tokens",
+    "share",
+    "source",
+    "license",
+    "language",
+    "domain",
+    "quality",
+    "repeats",
+)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def catalog_runs(root: Path) -> list[Path]:
+    """Complete, visible runs at or below `root`, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EvalkitError(f"runs folder not found: {root}")
+    found = []
+    for manifest in root.rglob(MANIFEST):
+        run = manifest.parent
+        rel = run.relative_to(root).parts
+        if any(part.startswith(".") for part in rel) or not is_run(run):
+            continue
+        found.append(run.resolve())
+    return sorted(found)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _run_row(path: Path, m: dict[str, Any]) -> dict[str, Any]:
+    prov = _dict(m.get("provenance"))
+    ckpt = _dict(prov.get("checkpoint"))
+    hardware = _dict(m.get("hardware"))
+    timings = _dict(m.get("timings"))
+    chat = m.get("chat_template")
+    tasks = [str(t.get("name")) for t in m.get("tasks", []) if isinstance(t, dict)]
+    return {
+        "run": str(path),
+        "name": path.name,
+        "checkpoint": m.get("checkpoint"),
+        "checkpoint_name": Path(str(m.get("checkpoint", ""))).name or None,
+        "suite": m.get("suite"),
+        "tasks": ",".join(tasks),
+        "n_tasks": len(tasks),
+        "item_limit": _int_or_none(m.get("limit")),
+        "backend": m.get("backend"),
+        "dtype": m.get("dtype"),
+        "device": hardware.get("device"),
+        "chat_template": bool(chat.get("applied", True)) if isinstance(chat, dict) else bool(chat),
+        "model_fingerprint": m.get("model_fingerprint"),
+        "tokenizer_fingerprint": m.get("tokenizer_fingerprint"),
+        "evalkit_version": m.get("evalkit_version"),
+        "evalkit_commit": m.get("evalkit_commit"),
+        "created": m.get("created"),
+        "total_seconds": timings.get("total_seconds"),
+        "ckpt_run": ckpt.get("run"),
+        "step": _int_or_none(ckpt.get("step")),
+        "tokens_seen": _int_or_none(ckpt.get("tokens_seen")),
+        "parent": None if ckpt.get("parent") is None else str(ckpt.get("parent")),
+        "mix_id": None if ckpt.get("mix_id") is None else str(ckpt.get("mix_id")),
+    }
+
+
+def _slice_rows(path: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
+    prov = _dict(m.get("provenance"))
+    rows = []
+    for s in prov.get("slices") or []:
+        if isinstance(s, dict):
+            rows.append({"run": str(path), **{k: s.get(k) for k in _SLICE_FIELDS}})
+    return rows
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(root: str | Path) -> Any:
+    """An in-memory DuckDB connection with the catalog views over the runs under `root`."""
+    import duckdb
+    import pandas as pd
+
+    paths = catalog_runs(Path(root))
+    if not paths:
+        raise EvalkitError(f"no complete runs under {root}")
+    manifests = []
+    for p in paths:
+        try:
+            manifests.append(json.loads((p / MANIFEST).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EvalkitError(f"unreadable manifest in {p}: {type(exc).__name__}") from None
+    runs = pd.DataFrame([_run_row(p, m) for p, m in zip(paths, manifests, strict=True)])
+    for col in ("item_limit", "step", "tokens_seen"):
+        runs[col] = runs[col].astype("Int64")
+    runs["created"] = pd.to_datetime(runs["created"], utc=True, errors="coerce")
+    slices = pd.DataFrame(
+        [r for p, m in zip(paths, manifests, strict=True) for r in _slice_rows(p, m)],
+        columns=["run", *_SLICE_FIELDS],
+    )
+    files = pd.DataFrame(
+        [{"run": str(p), "scores": str(p / SCORES), "samples": str(p / SAMPLES)} for p in paths]
+    )
+    con = duckdb.connect(":memory:")
+    # Small frames become tables; the parquet files stay views, read on demand.
+    for name, frame in (("runs", runs), ("slices", slices), ("_files", files)):
+        con.register(f"_{name}_df", frame)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}_df")
+        con.unregister(f"_{name}_df")
+    for view, kind in (("scores", "scores"), ("samples", "samples")):
+        listing = ", ".join(
+            _quote(str(p / (SCORES if kind == "scores" else SAMPLES))) for p in paths
+        )
+        con.execute(
+            f"CREATE VIEW {view} AS SELECT f.run, t.* EXCLUDE (filename) "
+            f"FROM read_parquet([{listing}], union_by_name = true, filename = true) AS t "
+            f"JOIN _files AS f ON t.filename = f.{kind}"
+        )
+    return con
+
+
+def query(sql: str, root: str | Path) -> QueryResult:
+    """Run one SQL statement against the catalog of the runs under `root`."""
+    import duckdb
+
+    if not sql.strip():
+        raise EvalkitError("empty query")
+    con = connect(root)
+    try:
+        cursor = con.execute(sql)
+        columns = tuple(d[0] for d in cursor.description or ())
+        rows = tuple(tuple(r) for r in cursor.fetchall()) if columns else ()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EvalkitError(f"query failed: {first}") from None
+    finally:
+        con.close()
+    return QueryResult(columns, rows)
+
+
+def trajectory(
+    root: str | Path,
+    *,
+    level: str = "family",
+    metrics: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    suite: str | None = None,
+    ckpt_run: str | None = None,
+) -> Any:
+    """Scores over training: one row per (run, family or task, metric), ordered by step.
+
+    For the report's trajectory plots. `level="family"` gives the `family:<name>` aggregate
+    rows (named by family), `level="task"` the per-task rows. `metrics`, `names` (families or
+    tasks), `suite` and `ckpt_run` (the provenance's run name) filter. Columns: `ckpt_run`,
+    `step`, `tokens_seen`, `checkpoint`, `run`, `suite`, `chat_template`, `name`, `family`,
+    `metric`, `value`, `ci_low`, `ci_high`, `n`, `higher_is_better`. Runs without a provenance
+    step come last, in path order. Returns a pandas DataFrame.
+    """
+    if level not in ("family", "task"):
+        raise EvalkitError(f"unknown trajectory level {level!r}; use 'family' or 'task'")
+    prefix = _quote(FAMILY_PREFIX + "%")
+    where = [f"s.task LIKE {prefix}" if level == "family" else f"s.task NOT LIKE {prefix}"]
+    name_expr = f"substr(s.task, {len(FAMILY_PREFIX) + 1})" if level == "family" else "s.task"
+    params: list[Any] = []
+    if metrics:
+        where.append(f"s.metric IN ({', '.join('?' for _ in metrics)})")
+        params.extend(metrics)
+    if names:
+        where.append(f"{name_expr} IN ({', '.join('?' for _ in names)})")
+        params.extend(names)
+    if suite is not None:
+        where.append("r.suite = ?")
+        params.append(suite)
+    if ckpt_run is not None:
+        where.append("r.ckpt_run = ?")
+        params.append(ckpt_run)
+    sql = (
+        f"SELECT r.ckpt_run, r.step, r.tokens_seen, r.checkpoint, r.run, r.suite, "
+        f"r.chat_template, {name_expr} AS name, s.family, s.metric, s.value, s.ci_low, "
+        f"s.ci_high, s.n, s.higher_is_better "
+        f"FROM scores AS s JOIN runs AS r ON s.run = r.run WHERE {' AND '.join(where)} "
+        f"ORDER BY r.ckpt_run NULLS LAST, name, s.metric, r.step NULLS LAST, r.run"
+    )
+    import duckdb
+
+    con = connect(root)
+    try:
+        return con.execute(sql, params).df()
+    except duckdb.Error as exc:
+        raise EvalkitError(f"trajectory query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
