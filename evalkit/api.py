@@ -23,8 +23,8 @@ from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.scoring import Score, family_scores, summary_scores, task_scores
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
 from evalkit.tasks.base import Item, ItemResult, Task, TokenizerInfo, responses_for
-from evalkit.tasks.code import ExecutedTask
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
+from evalkit.tasks.code import ExecutedTask
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
 BACKENDS = ("auto", "hf", "vllm")

@@ -10,6 +10,7 @@ group, its pid namespace (bubblewrap) and, when it ran as its own uid, every pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -63,10 +64,8 @@ def _user_processes(uid: int) -> int:
     n = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
+            with contextlib.suppress(OSError):
                 n += os.stat(f"/proc/{entry}").st_uid == uid
-            except OSError:
-                pass
     return n
 
 
@@ -188,10 +187,8 @@ def _wait_unreaped(pid: int, deadline: float) -> bool:
 
 
 def _killpg(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill_uid(python: str, uid: int) -> None:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from evalkit.requests import Response
 from evalkit.sandbox.executor import Outcome, Sandbox
 from evalkit.tasks.base import Item, ItemResult
-from evalkit.tasks.code import Execution, ExecutedTask
+from evalkit.tasks.code import ExecutedTask, Execution
 
 
 def score_executed(

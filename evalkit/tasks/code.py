@@ -246,9 +246,7 @@ def tiny_function_problems(seed: int, n: int) -> list[Problem]:
         if name in seen:
             continue
         seen.add(name)
-        asserts = "".join(
-            f"    assert candidate({x}) == {ref(x, k)!r}\n" for x in _TINY_INPUTS
-        )
+        asserts = "".join(f"    assert candidate({x}) == {ref(x, k)!r}\n" for x in _TINY_INPUTS)
         out.append(
             Problem(
                 task_id=f"tiny/{name}",
