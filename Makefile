@@ -8,9 +8,9 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test lint typecheck install clean sandbox-tools
 
-$(STAMP): pyproject.toml requirements-dev.txt
+$(STAMP): pyproject.toml requirements-dev.txt | sandbox-tools
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch first, pinned (see requirements-dev.txt), so nothing pulls a CUDA build.
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# bubblewrap isolates generated code (docs/code.md): Debian's package, installed when missing and
+# root with apt is at hand; elsewhere a warning (code then runs with rlimits only; tests fail).
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(uname)" = Linux ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q bubblewrap || { apt-get update -q && apt-get install -y -q bubblewrap; }; \
+	  else \
+	    echo "warning: bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap) to sandbox generated code"; \
+	  fi; }
 
 demo: $(STAMP)
 	rm -rf runs/demo

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
 from evalkit.errors import ContextTooLongError, EvalkitError
 from evalkit.provenance import find_provenance
+from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.scoring import Score, family_scores, summary_scores, task_scores
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
 from evalkit.tasks.base import Item, ItemResult, Task, TokenizerInfo, responses_for
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
+from evalkit.tasks.code import ExecutedTask
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -117,6 +120,7 @@ def score(
     token_budget: int | None = None,
     progress: bool = True,
     chat_template: bool = False,
+    sandbox: str = "auto",
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -143,6 +147,7 @@ def score(
         raise EvalkitError(f"tasks directory not found: {tdir}")
     # Everything about the tasks is checked before the model is loaded.
     task_objs = resolve_tasks(names, tdir)
+    code_sandbox = _code_sandbox(task_objs, sandbox)
     if isinstance(backend, str):
         from evalkit.backends.hf import load_tokenizer
 
@@ -192,7 +197,13 @@ def score(
     for task in task_objs:
         its = items[task.name]
         responses = [responses_for(it, result.responses) for it in its]
-        results = task.score(its, responses)
+        if isinstance(task, ExecutedTask):
+            from evalkit.sandbox.scoring import score_executed
+
+            assert code_sandbox is not None
+            results = score_executed(task, its, responses, code_sandbox, progress)
+        else:
+            results = task.score(its, responses)
         cut = {r.hash for it in its for r in it.requests} & result.truncated
         truncated[task.name] = sum(1 for it in its if any(r.hash in cut for r in it.requests))
         results = [
@@ -242,9 +253,26 @@ def score(
         },
         "provenance": prov,
         "chat_template": chat_info,
+        "sandbox": (
+            code_sandbox.isolation.manifest(code_sandbox.limits) | {"workers": code_sandbox.workers}
+            if code_sandbox is not None
+            else None
+        ),
     }
     path = write_run(out_path, manifest, samples_frame(per_task), scores_frame(scores))
     return ScoreRun(path, scores, result.stats, truncated, manifest)
+
+
+def _code_sandbox(tasks: Sequence[Task], mode: str) -> Sandbox | None:
+    """The sandbox for the run's code tasks (None without any), chosen before the model loads
+    so `strict` fails fast; the isolation in force is said on stderr, plainly."""
+    if mode not in MODES:
+        raise EvalkitError(f"unknown sandbox mode {mode!r}; choose one of {', '.join(MODES)}")
+    if not any(isinstance(t, ExecutedTask) for t in tasks):
+        return None
+    box = Sandbox(choose(mode))
+    print(f"{box.isolation.describe()} [{box.workers} parallel]", file=sys.stderr)
+    return box
 
 
 def _chat_format(checkpoint: Path) -> ChatFormat:

@@ -71,6 +71,13 @@ def score(
             help="Format prompts with the checkpoint tokenizer's chat template (few-shot as turns).",
         ),
     ] = False,
+    sandbox: Annotated[
+        str,
+        typer.Option(
+            help="Generated code: auto (bubblewrap, else rlimits with a warning), strict "
+            "(refuse without bubblewrap) or rlimits."
+        ),
+    ] = "auto",
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -94,6 +101,7 @@ def score(
             token_budget=token_budget,
             progress=progress,
             chat_template=chat_template,
+            sandbox=sandbox,
         )
     except EvalkitError as exc:
         _fail(str(exc))

@@ -35,6 +35,8 @@ PINNED = {
     "icl_olsson": ("8390250ecc2f011b", 40),
     "icl_function_learning_mc": ("aba15fb80b4985fa", 100),
     "control_made_up_mapping_mc": ("466ffaa765e88b86", 200),
+    "code_tiny_functions": ("db262390e56eaedb", 16),
+    "code_humaneval_small": ("85a668e8c92eb164", 16),
 }
 
 FIRST_DOCS = {

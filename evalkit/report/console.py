@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalkit.scoring import FAMILY_PREFIX, Score
+from evalkit.tasks.code import CodeSpec
 from evalkit.tasks.native import TaskSpec
 from evalkit.tasks.probes.common import ProbeSpec
 
@@ -75,7 +76,9 @@ def print_runs(runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | N
 
 
 def print_tasks(
-    specs: Sequence[TaskSpec | ProbeSpec], suites: Sequence[str], console: Console | None = None
+    specs: Sequence[TaskSpec | ProbeSpec | CodeSpec],
+    suites: Sequence[str],
+    console: Console | None = None,
 ) -> None:
     console = console or Console()
     table = Table(title="Native tasks")

@@ -17,6 +17,7 @@ import yaml
 
 from evalkit.errors import EvalkitError
 from evalkit.tasks.base import Task
+from evalkit.tasks.code import CodeSpec, CodeTask, load_code_spec
 from evalkit.tasks.native import NativeTask, TaskSpec, load_spec
 from evalkit.tasks.probes.common import ProbeSpec
 from evalkit.tasks.probes.tasks import load_probe_spec, make_probe
@@ -59,9 +60,13 @@ def _is_native(raw: Any) -> bool:
     return isinstance(raw, dict) and "kind" in raw and "task" not in raw
 
 
-def native_specs(dirs: Sequence[Path]) -> dict[str, TaskSpec | ProbeSpec]:
-    """Native task specs by name; `kind: probe` files become probe specs."""
-    specs: dict[str, TaskSpec | ProbeSpec] = {}
+NativeSpec = TaskSpec | ProbeSpec | CodeSpec
+
+
+def native_specs(dirs: Sequence[Path]) -> dict[str, NativeSpec]:
+    """Native task specs by name; `kind: probe` files become probe specs, `kind: code` code
+    specs."""
+    specs: dict[str, NativeSpec] = {}
     for root in dirs:
         if not root.is_dir():
             raise EvalkitError(f"tasks directory not found: {root}")
@@ -71,9 +76,13 @@ def native_specs(dirs: Sequence[Path]) -> dict[str, TaskSpec | ProbeSpec]:
             raw = read_yaml(path)
             if not _is_native(raw):
                 continue  # lm-eval YAML, left to lm-eval's TaskManager
-            spec: TaskSpec | ProbeSpec = (
-                load_probe_spec(path, raw) if raw.get("kind") == "probe" else load_spec(path)
-            )
+            spec: NativeSpec
+            if raw.get("kind") == "code":
+                spec = load_code_spec(path, raw)
+            elif raw.get("kind") == "probe":
+                spec = load_probe_spec(path, raw)
+            else:
+                spec = load_spec(path)
             if spec.name in specs:
                 raise EvalkitError(
                     f"duplicate task name {spec.name!r}: {specs[spec.name].source_file} and {path}"
@@ -136,7 +145,10 @@ def resolve_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> list[T
             lmeval_names.append(n[len(LMEVAL_PREFIX) :])
         elif n in specs:
             spec = specs[n]
-            native[n] = NativeTask(spec) if isinstance(spec, TaskSpec) else make_probe(spec)
+            if isinstance(spec, CodeSpec):
+                native[n] = CodeTask(spec)
+            else:
+                native[n] = NativeTask(spec) if isinstance(spec, TaskSpec) else make_probe(spec)
         else:
             lmeval_names.append(n)
     loaded: dict[str, Task] = {}

@@ -1,0 +1,251 @@
+"""Run untrusted Python programs: one process tree per program, in parallel up to the cores.
+
+Each program gets a fresh scratch directory (its only writable host path; removed afterwards),
+an environment with nothing of the evaluator's, kernel limits on CPU, memory, file size, open
+files and processes, a wall-clock limit enforced from outside, and its stdout/stderr written to
+files the harness opened (so output is capped by the file-size limit, never buffered whole in
+the evaluator). When it ends, times out or not, everything it started is killed: its process
+group, its pid namespace (bubblewrap) and, when it ran as its own uid, every process of that uid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from evalkit.sandbox.isolation import (
+    LAUNCHER,
+    SANDBOX_DIR,
+    Isolation,
+    bwrap_args,
+    clean_env,
+    uid_base,
+)
+from evalkit.sandbox.limits import Limits
+
+Status = Literal["passed", "failed", "timeout", "cpu_limit", "file_limit", "killed"]
+TAIL_BYTES = 4096
+_POLL_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    returncode: int | None  # None when the harness killed it on the wall clock
+    seconds: float
+    stdout: str  # the last TAIL_BYTES of each stream
+    stderr: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _user_processes(uid: int) -> int:
+    n = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                n += os.stat(f"/proc/{entry}").st_uid == uid
+    return n
+
+
+class Sandbox:
+    def __init__(
+        self, isolation: Isolation, limits: Limits | None = None, workers: int | None = None
+    ) -> None:
+        self.isolation = isolation
+        self.limits = limits or Limits()
+        self.workers = max(1, workers if workers is not None else available_cores())
+
+    def run(
+        self, programs: Sequence[str], on_done: Callable[[int], None] | None = None
+    ) -> list[Outcome]:
+        """Outcomes in the order of `programs`; `on_done(1)` after each (progress bars)."""
+        if not programs:
+            return []
+        slots: queue.Queue[int] = queue.Queue()
+        for s in range(min(self.workers, len(programs))):
+            slots.put(s)
+
+        def one(source: str) -> Outcome:
+            slot = slots.get()
+            try:
+                return self.run_one(source, slot)
+            finally:
+                slots.put(slot)
+                if on_done is not None:
+                    on_done(1)
+
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool:
+            return list(pool.map(one, programs))
+
+    def _rlimits(self, uid: int | None) -> list[tuple[str, int, int]]:
+        lim = self.limits
+        procs = lim.processes
+        if uid is None and os.geteuid() != 0:
+            # RLIMIT_NPROC counts every process of the user: leave room for those already there.
+            procs += _user_processes(os.geteuid())
+        return [
+            ("RLIMIT_CPU", lim.cpu_seconds, lim.cpu_seconds + 1),
+            ("RLIMIT_AS", lim.memory_bytes, lim.memory_bytes),
+            ("RLIMIT_FSIZE", lim.file_bytes, lim.file_bytes),
+            ("RLIMIT_NPROC", procs, procs),
+            ("RLIMIT_NOFILE", lim.open_files, lim.open_files),
+            ("RLIMIT_CORE", 0, 0),
+        ]
+
+    def _command(self, scratch: Path, uid: int | None) -> list[str]:
+        iso = self.isolation
+        python = iso.interpreter
+        inside = SANDBOX_DIR if iso.kind == "bwrap" else str(scratch)
+        spec = {
+            "uid": uid,
+            "rlimits": self._rlimits(uid),
+            "argv": [python, "-I", "-S", "-B", f"{inside}/program.py"],
+        }
+        launcher = [python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec)]
+        if iso.kind == "bwrap":
+            assert iso.bwrap is not None
+            return [*bwrap_args(iso.bwrap, python, scratch, self.limits), *launcher]
+        return launcher
+
+    def run_one(self, source: str, slot: int = 0) -> Outcome:
+        uid = uid_base() + slot if self.isolation.drops_user else None
+        scratch = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-"))
+        logs = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-out-"))
+        try:
+            (scratch / "program.py").write_text(source, encoding="utf-8")
+            if uid is not None:
+                os.chown(scratch, uid, uid)
+            home = SANDBOX_DIR if self.isolation.kind == "bwrap" else str(scratch)
+            with open(logs / "out", "wb") as out, open(logs / "err", "wb") as err:
+                start = time.monotonic()
+                proc = subprocess.Popen(
+                    self._command(scratch, uid),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    cwd=scratch,
+                    env=clean_env(home),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+                timed_out = not _wait_unreaped(proc.pid, start + self.limits.wall_seconds)
+                # Kill the group before reaping its leader, so the group id cannot be reused.
+                _killpg(proc.pid)
+                rc = proc.wait()
+                seconds = time.monotonic() - start
+                if uid is not None:
+                    _kill_uid(self.isolation.interpreter, uid)
+            return Outcome(
+                status=_status(rc, timed_out),
+                returncode=None if timed_out else rc,
+                seconds=seconds,
+                stdout=_tail(logs / "out"),
+                stderr=_tail(logs / "err"),
+            )
+        finally:
+            _remove(scratch)
+            _remove(logs)
+
+
+def _wait_unreaped(pid: int, deadline: float) -> bool:
+    """Wait until `pid` exits (True) or the deadline passes (False), leaving it unreaped."""
+    delay = 0.001
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        if info is not None:
+            return True
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, _POLL_SECONDS)
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _kill_uid(python: str, uid: int) -> None:
+    """Kill every process of `uid` (escapees that left the process group), as that uid. The
+    helper drops to the uid itself: the interpreter may not be reachable by that uid."""
+    code = (
+        "import os, signal\n"
+        f"os.setgroups([]); os.setgid({uid}); os.setuid({uid})\n"
+        "try:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+    )
+    subprocess.run(
+        [python, "-I", "-S", "-c", code],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={},
+        cwd="/",
+        timeout=30,
+        check=False,
+    )
+
+
+def _status(rc: int, timed_out: bool) -> Status:
+    if timed_out:
+        return "timeout"
+    if rc == 0:
+        return "passed"
+    # A signal shows as -N from a direct child, as 128+N through bubblewrap.
+    sig = -rc if rc < 0 else rc - 128 if rc > 128 else 0
+    if sig == signal.SIGXCPU:
+        return "cpu_limit"
+    if sig == signal.SIGXFSZ:
+        return "file_limit"
+    if sig:
+        return "killed"
+    return "failed"
+
+
+def _tail(path: Path) -> str:
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - TAIL_BYTES))
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _remove(path: Path) -> None:
+    def make_writable(func: object, p: str, exc: object) -> None:
+        # A program may have chmod-ed its own files away; the scratch is still ours to remove.
+        try:
+            os.chmod(p, 0o700)
+            parent = os.path.dirname(p)
+            os.chmod(parent, 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.unlink(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable)

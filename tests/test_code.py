@@ -1,0 +1,258 @@
+"""The code family: HumanEval through evalkit's sandbox, pass@k, the tiny-function task and the
+`--sandbox` switch end to end."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evalkit
+from evalkit.backends.fake import FakeBackend
+from evalkit.errors import EvalkitError
+from evalkit.sandbox import Limits, Sandbox, choose
+from evalkit.tasks.code import (
+    Problem,
+    humaneval_problems,
+    pass_at_k,
+    tiny_function_problems,
+)
+from evalkit.tasks.registry import resolve_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMITS = Limits(wall_seconds=10.0, cpu_seconds=5)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    if sys.platform != "linux":
+        pytest.skip("bubblewrap needs Linux")
+    try:
+        return Sandbox(choose("strict"), LIMITS)
+    except EvalkitError as exc:
+        pytest.fail(f"bubblewrap must be installed and working on Linux CI: {exc}")
+
+
+# -- HumanEval through the executor ----------------------------------------------------------
+
+
+def test_humaneval_canonical_solutions_all_pass(sandbox: Sandbox) -> None:
+    problems = humaneval_problems()
+    assert len(problems) == 164
+    outcomes = sandbox.run([p.program(p.canonical_solution) for p in problems])
+    failed = [
+        (p.task_id, o.status, o.stderr[-300:])
+        for p, o in zip(problems, outcomes, strict=True)
+        if not o.passed
+    ]
+    assert not failed, failed
+    assert sum(o.passed for o in outcomes) == 164
+
+
+_PLANTED = '''
+def _planted(value):
+    """The bug: every value the solution returns is off by a little."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "?"
+    if isinstance(value, (list, tuple)):
+        return type(value)(list(value) + [None])
+    if value is None:
+        return 0
+    return None
+
+'''
+
+
+class _PlantBug(ast.NodeTransformer):
+    def visit_Return(self, node: ast.Return) -> ast.Return:
+        value = node.value or ast.Constant(None)
+        call = ast.Call(func=ast.Name("_planted", ast.Load()), args=[value], keywords=[])
+        return ast.copy_location(ast.Return(value=call), node)
+
+
+def planted_bug_program(p: Problem) -> str:
+    tree = ast.parse(p.prompt + p.canonical_solution)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == p.entry_point:
+            _PlantBug().visit(node)
+    source = ast.unparse(ast.fix_missing_locations(tree))
+    return f"{_PLANTED}{source}\n\n{p.test}\n\ncheck({p.entry_point})\n"
+
+
+def test_humaneval_solutions_with_a_planted_bug_fail(sandbox: Sandbox) -> None:
+    problems = humaneval_problems()
+    outcomes = sandbox.run([planted_bug_program(p) for p in problems])
+    survived = [p.task_id for p, o in zip(problems, outcomes, strict=True) if o.passed]
+    assert not survived, survived
+    # They fail on the tests' assertions, not on a harness problem.
+    assert sum("AssertionError" in o.stderr for o in outcomes) >= 150
+
+
+# -- pass@k ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 20, 200])
+def test_pass_at_k_equals_the_combinatorial_formula(n: int) -> None:
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            direct = 1.0 - math.comb(n - c, k) / math.comb(n, k)
+            assert pass_at_k(n, c, k) == pytest.approx(direct, abs=1e-12), (n, c, k)
+
+
+def test_pass_at_k_is_the_chance_a_random_k_subset_holds_a_pass() -> None:
+    # Brute force over every k-subset of n samples with the first c passing.
+    for n in range(1, 8):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                subsets = list(itertools.combinations(range(n), k))
+                hit = sum(any(i < c for i in s) for s in subsets) / len(subsets)
+                assert pass_at_k(n, c, k) == pytest.approx(hit, abs=1e-12)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        pass_at_k(5, 6, 1)
+    with pytest.raises(ValueError):
+        pass_at_k(5, 2, 6)
+
+
+# -- the tiny-function task ----------------------------------------------------------------------
+
+
+def test_tiny_functions_use_the_training_slice_templates() -> None:
+    spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "examples" / "train_tiny.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    templates = set(module._CODE_TEMPLATES)
+    problems = tiny_function_problems(seed=0, n=92)
+    assert len({p.entry_point for p in problems}) == 92
+    for p in problems:
+        text = p.prompt + p.canonical_solution
+        k = "".join(ch for ch in p.entry_point if ch.isdigit())
+        assert any(t.format(k=k) == text for t in templates), text
+    with pytest.raises(EvalkitError):
+        tiny_function_problems(seed=0, n=93)
+
+
+def _by_prompt(completions: dict[str, str]):  # type: ignore[no-untyped-def]
+    return lambda prompt, i: completions.get(prompt, "")
+
+
+def test_code_task_end_to_end_on_the_fake_backend(tmp_path: Path) -> None:
+    """Right completions pass, wrong ones fail, samples give pass@k, and the run records the
+    isolation it used."""
+    (task,) = resolve_tasks(["code_tiny_functions"])
+    problems = task.problems()  # type: ignore[attr-defined]
+    right = {p.prompt: p.canonical_solution for p in problems}
+    wrong = {p.prompt: "\n    return 'nope'\n" for p in problems}
+    # Sample index 0 right, the rest wrong: pass@1 over 5 samples is 1/5, pass@5 is 1.
+    mixed = lambda prompt, i: right[prompt] if i == 0 else wrong[prompt]  # noqa: E731
+    runs = {}
+    for name, fn in [("right", _by_prompt(right)), ("wrong", _by_prompt(wrong)), ("mixed", mixed)]:
+        runs[name] = evalkit.score(
+            "fake",
+            tasks=["code_tiny_functions"],
+            limit=4,
+            backend=FakeBackend(generate_fn=fn),
+            out=tmp_path / name,
+            use_cache=False,
+            progress=False,
+        )
+    value = {
+        n: {s.metric: s.value for s in r.scores if s.task == "code_tiny_functions"}
+        for n, r in runs.items()
+    }
+    assert value["right"]["pass@1"] == 1.0 and value["right"]["pass@5_sampled"] == 1.0
+    assert value["wrong"]["pass@1"] == 0.0 and value["wrong"]["pass@5_sampled"] == 0.0
+    assert value["mixed"]["pass@1_sampled"] == pytest.approx(0.2)
+    assert value["mixed"]["pass@5_sampled"] == 1.0
+    manifest = json.loads((runs["right"].path / "manifest.json").read_text())
+    assert manifest["sandbox"]["isolation"] in ("bwrap", "rlimits")
+    assert manifest["sandbox"]["limits"]["wall_seconds"] > 0
+    if sys.platform == "linux":
+        assert manifest["sandbox"]["isolation"] == "bwrap", manifest["sandbox"]
+
+
+SMALL_TINY_TASK = """
+name: test_code_tiny_small
+family: code
+version: 1
+kind: code
+source: tiny_functions
+docs: {n: 5, seed: 11}
+samples: {n: 3, temperature: 0.8, seed: 0, k: [1, 3]}
+max_tokens: 16
+"""
+
+
+def test_tiny_base_writes_its_slice_functions(tiny_base: Path, tmp_path: Path) -> None:
+    """The bundled checkpoint learned the code slice: it completes the functions and the
+    completions pass their tests (the suite's 16 items: 16/16 greedy, when measured)."""
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "small.yaml").write_text(SMALL_TINY_TASK)
+    run = evalkit.score(
+        tiny_base,
+        tasks=["test_code_tiny_small"],
+        tasks_dir=tmp_path / "tasks",
+        out=tmp_path / "run",
+        use_cache=False,
+        progress=False,
+        device="cpu",
+    )
+    s = {x.metric: x for x in run.scores if x.task == "test_code_tiny_small"}
+    assert s["pass@1"].value >= 4 / 5
+    assert s["pass@3_sampled"].value >= s["pass@1_sampled"].value >= 0.5
+    assert s["bpb"].value < 0.05
+
+
+def test_cli_strict_refuses_without_bubblewrap(tiny_base: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap on this PATH
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalkit.cli", "score", str(tiny_base), "--tasks",
+         "code_tiny_functions", "--sandbox", "strict", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --sandbox strict"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_default_mode_without_bubblewrap_warns_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (task,) = resolve_tasks(["code_tiny_functions"])
+    right = {p.prompt: p.canonical_solution for p in task.problems()}  # type: ignore[attr-defined]
+    run = evalkit.score(
+        "fake",
+        tasks=["code_tiny_functions"],
+        limit=2,
+        backend=FakeBackend(generate_fn=_by_prompt(right)),
+        out=tmp_path / "run",
+        use_cache=False,
+        progress=False,
+    )
+    err = capsys.readouterr().err
+    assert "WARNING sandbox: rlimits only (bubblewrap (bwrap) is not installed)" in err
+    assert run.manifest["sandbox"]["isolation"] == "rlimits"
+    assert {s.metric: s.value for s in run.scores if s.task == "code_tiny_functions"}[
+        "pass@1"
+    ] == 1.0
+
+
+def test_unknown_sandbox_mode_is_a_user_error() -> None:
+    with pytest.raises(EvalkitError, match="unknown sandbox mode"):
+        choose("none")
