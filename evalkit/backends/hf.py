@@ -124,6 +124,18 @@ def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
     return HFTokenizer(tokenizer, tokenizer_fingerprint(path))
 
 
+def checkpoint_window(checkpoint: str | Path, tokenizer: HFTokenizer) -> int:
+    """The model's window from the checkpoint's config (cheap: no weights are read), by the
+    same rule the backend uses once loaded, so tasks and engine agree on it."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(checkpoint), local_files_only=True)
+    except Exception as exc:
+        raise EvalkitError(f"unreadable config in {checkpoint}: {_first_line(exc)}") from None
+    return _window(config, tokenizer.raw)
+
+
 class HFBackend:
     name = "hf"
 
@@ -378,7 +390,7 @@ class HFBackend:
         cache = copy.deepcopy(self._prefix[1])
         extra = len(self._prefix[0]) - len(prefix)
         if extra:
-            cache.crop(len(prefix))
+            cache.crop(-extra)  # a negative count removes tokens in every transformers version
         if rows > 1:
             cache.batch_repeat_interleave(rows)
         return cache
