@@ -34,6 +34,7 @@ from evalkit.tasks.probes.common import (
     mc_values,
     ols_slope,
 )
+from evalkit.tasks.probes.niah import NiahTask
 from evalkit.tasks.templates import Renderer
 
 DEFAULT_KS: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
@@ -573,15 +574,16 @@ class OlssonTask(_Probe):
         return out
 
 
-PROBES: Mapping[str, type[_Probe]] = {
+PROBES: Mapping[str, type[_Probe] | type[NiahTask]] = {
     "fewshot_curve": FewShotCurveTask,
     "label_probe": LabelProbeTask,
     "induction": InductionTask,
     "olsson": OlssonTask,
+    "niah": NiahTask,
 }
 
 
-def make_probe(spec: ProbeSpec) -> _Probe:
+def make_probe(spec: ProbeSpec) -> _Probe | NiahTask:
     try:
         cls = PROBES[spec.probe]
     except KeyError:
