@@ -328,3 +328,11 @@ def test_tiny_base_runs_needle_tasks_at_every_length_its_window_allows(tmp_path:
         eff = s[(entry["name"], "effective_length[recall>=0.85]")].value
         assert eff == 0 or eff in run_lengths
     assert ("longctx_niah_single", "recall[len=256]") in s
+
+
+def test_olsson_takes_the_models_window_when_its_yaml_sets_none() -> None:
+    (task,) = resolve_tasks(["icl_olsson"])
+    items = task.items(1, WindowedTokenizer(ByteTokenizer(), 257))
+    assert dict(items[0].tags)["late"] == 256 and dict(items[0].tags)["early"] == 25
+    items = task.items(1, WindowedTokenizer(ByteTokenizer(), 4096))
+    assert dict(items[0].tags)["late"] == 500 and dict(items[0].tags)["early"] == 50
