@@ -269,6 +269,7 @@ def test_a_perfect_reader_has_recall_1_everywhere_and_the_window_as_effective_le
             "8192": "longer than the model's window of 4096 tokens",
             "16384": "longer than the model's window of 4096 tokens",
         }
+    assert s[("t_niah_multikey", "distractor_ll_gain")].value > 0
     assert s[("family:longctx", "recall")].value == 1.0
 
 
@@ -336,3 +337,14 @@ def test_olsson_takes_the_models_window_when_its_yaml_sets_none() -> None:
     assert dict(items[0].tags)["late"] == 256 and dict(items[0].tags)["early"] == 25
     items = task.items(1, WindowedTokenizer(ByteTokenizer(), 4096))
     assert dict(items[0].tags)["late"] == 500 and dict(items[0].tags)["early"] == 50
+
+
+def test_bracketed_metric_names_are_printed_not_eaten_as_markup() -> None:
+    from rich.console import Console
+
+    from evalkit.report.console import print_scores
+    from evalkit.scoring import Score
+
+    console = Console(record=True, width=200)
+    print_scores([Score("t", "f", "recall[len=512,depth=50]", 1.0, 1.0, 1.0, 3, True)], console)
+    assert "recall[len=512,depth=50]" in console.export_text()

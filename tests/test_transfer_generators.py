@@ -38,7 +38,7 @@ PINNED = {
     "control_made_up_mapping_mc": ("466ffaa765e88b86", 200),
     # Needle tasks depend on the window too: pinned at BYTE_WINDOW.
     "longctx_niah_single": ("d56548e1d36e8413", 24),
-    "longctx_niah_multikey": ("0515296050a72cf9", 24),
+    "longctx_niah_multikey": ("029311bdec2376e0", 24),
     "longctx_niah_multivalue": ("59995758e4770467", 24),
     "longctx_niah_multiquery": ("7e88b8e656bfe4b6", 18),
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evalkit.scoring import FAMILY_PREFIX, Score
@@ -33,7 +34,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
             arrow = "↑" if s.higher_is_better else "↓"
             table.add_row(
                 s.family,
-                f"{s.metric} {arrow}",
+                f"{escape(s.metric)} {arrow}",
                 f"{s.value:.4g}",
                 f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
                 str(s.n),
@@ -49,7 +50,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
         arrow = "↑" if s.higher_is_better else "↓"
         table.add_row(
             s.task,
-            f"{s.metric} {arrow}",
+            f"{escape(s.metric)} {arrow}",
             f"{s.value:.4g}",
             f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
             str(s.n),

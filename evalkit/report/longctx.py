@@ -55,7 +55,7 @@ def print_niah(
         lengths = sorted({n for n, _ in g["cells"]})
         depths = sorted({d for _, d in g["cells"]})
         note = notes.get(task, {})
-        table = Table(title=f"{task}: recall by needle depth x context length (tokens)")
+        table = Table(title=f"{task}: recall", caption="rows: needle depth %, columns: length")
         table.add_column("depth %", justify="right")
         for n in lengths:
             table.add_column(str(n), justify="right")

@@ -140,7 +140,10 @@ class NiahTask:
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
-        return (MetricSpec("recall"), MetricSpec("value_ll"), MetricSpec("value_ll_gain"))
+        base = (MetricSpec("recall"), MetricSpec("value_ll"), MetricSpec("value_ll_gain"))
+        # Distractors are in the context too: beating them takes finding the asked key, not
+        # just copying a number that is there.
+        return base + ((MetricSpec("distractor_ll_gain"),) if self.variant == "multikey" else ())
 
     def content_hash(self, items: Sequence[Item]) -> str:
         return items_hash(items)
@@ -227,6 +230,7 @@ class NiahTask:
         requests: list[Request] = [Generate(np_.prompt, stop=STOP, max_tokens=self.max_new)]
         requests += [Loglikelihood(np_.prompt, " " + v) for v in np_.answers]
         requests += [Loglikelihood(np_.prompt, " " + v) for v in np_.controls]
+        requests += [Loglikelihood(np_.prompt, " " + v) for v in self._distractors(np_)]
         tags: tuple[tuple[str, TagValue], ...] = (
             ("family", self.family),
             ("variant", self.variant),
@@ -238,6 +242,11 @@ class NiahTask:
             ("n_answers", len(np_.answers)),
         )
         return Item(doc_id, np_.prompt, tuple(requests), ", ".join(np_.answers), tags)
+
+    def _distractors(self, np_: NiahPrompt) -> list[str]:
+        if self.variant != "multikey":
+            return []
+        return [n.value for n in np_.needles if n.value not in np_.answers]
 
     def score(
         self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
@@ -256,12 +265,15 @@ class NiahTask:
             answers = it.target.split(", ")
             text = gen.texts[0]
             ll = math.fsum(values[:n]) / n
-            control = math.fsum(values[n:]) / n
+            control = math.fsum(values[n : 2 * n]) / n
             metrics = {
                 "recall": recall(answers, text),
                 "value_ll": ll,
                 "value_ll_gain": ll - control,
             }
+            if self.variant == "multikey":
+                distractors = values[2 * n :]
+                metrics["distractor_ll_gain"] = ll - math.fsum(distractors) / len(distractors)
             out.append(
                 ItemResult(
                     doc_id=it.doc_id,
