@@ -348,3 +348,23 @@ def test_bracketed_metric_names_are_printed_not_eaten_as_markup() -> None:
     console = Console(record=True, width=200)
     print_scores([Score("t", "f", "recall[len=512,depth=50]", 1.0, 1.0, 1.0, 3, True)], console)
     assert "recall[len=512,depth=50]" in console.export_text()
+
+
+def test_score_with_a_haystack_file_runs_the_needle_tasks_on_it(tmp_path: Path) -> None:
+    f = tmp_path / "essay.txt"
+    f.write_text("Rivers run to the sea. Mountains rise slowly! Who counts the stars? " * 5)
+    run = evalkit.score(
+        "fake-ckpt",
+        tasks=["longctx_niah_single", "smoke_arith_mc"],
+        backend=NeedleReader().backend(max_length=1024),
+        haystack=f,
+        limit=1,
+        out=tmp_path / "run",
+        use_cache=False,
+        progress=False,
+    )
+    notes = next(e for e in run.manifest["tasks"] if e["name"] == "longctx_niah_single")["notes"]
+    assert notes["haystack"].startswith("file:essay.txt:")
+    s = {(x.task, x.metric): x.value for x in run.scores}
+    assert s[("longctx_niah_single", "recall")] == 1.0
+    assert s[("longctx_niah_single", "effective_length[recall>=0.85]")] == 1024
