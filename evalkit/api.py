@@ -172,13 +172,17 @@ def score(
         tokenizer: TokenizerInfo = WindowedTokenizer(text_tokenizer, window)
     else:
         tokenizer = WindowedTokenizer(backend.tokenizer, backend.max_length)
+    fmt = _chat_format(ckpt) if chat_template else None
+    if fmt is not None and tokenizer.max_context is not None:
+        # Tasks that size prompts to the window (needle tasks) must leave the template room.
+        room = tokenizer.max_context - _chat_overhead(fmt, tokenizer)
+        tokenizer = WindowedTokenizer(tokenizer, room)
     items: dict[str, list[Item]] = {t.name: list(t.items(limit, tokenizer)) for t in task_objs}
     for name, its in items.items():
         if not its:
             raise EvalkitError(f"task {name} has no items")
     chat_info: dict[str, Any] | None = None
-    if chat_template:
-        fmt = _chat_format(ckpt)
+    if fmt is not None:
         items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
         chat_info = fmt.describe()
     prov = None
@@ -295,6 +299,14 @@ def _chat_format(checkpoint: Path) -> ChatFormat:
         return str(text)
 
     return ChatFormat(render=render, template_hash=template_hash(template))
+
+
+def _chat_overhead(fmt: ChatFormat, tokenizer: TokenizerInfo) -> int:
+    """Tokens a chat template adds around one user turn (+ 1 for a merge at its edges)."""
+    probe = "x"
+    turns = [{"role": "system", "content": fmt.system}] if fmt.system else []
+    rendered = fmt.render([*turns, {"role": "user", "content": probe}])
+    return len(tokenizer.encode(rendered)) - len(tokenizer.encode_plain(probe)) + 1
 
 
 def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]:

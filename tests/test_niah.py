@@ -368,3 +368,20 @@ def test_score_with_a_haystack_file_runs_the_needle_tasks_on_it(tmp_path: Path) 
     s = {(x.task, x.metric): x.value for x in run.scores}
     assert s[("longctx_niah_single", "recall")] == 1.0
     assert s[("longctx_niah_single", "effective_length[recall>=0.85]")] == 1024
+
+
+def test_through_a_chat_template_needle_prompts_leave_the_template_room(tmp_path: Path) -> None:
+    run = evalkit.score(
+        ROOT / "examples" / "checkpoints" / "tiny-chat",
+        tasks=["longctx_niah_single"],
+        chat_template=True,
+        limit=1,
+        out=tmp_path / "run",
+        use_cache=False,
+        progress=False,
+        device="cpu",
+    )
+    notes = run.manifest["tasks"][0]["notes"]
+    assert 400 < notes["model_window"] < 512  # the template's tokens are taken off
+    assert max(notes["lengths_run"]) == notes["model_window"]  # and 'window' still runs
+    assert sum(run.truncated_by_task.values()) == 0
