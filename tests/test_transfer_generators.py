@@ -37,10 +37,10 @@ PINNED = {
     "icl_function_learning_mc": ("aba15fb80b4985fa", 100),
     "control_made_up_mapping_mc": ("466ffaa765e88b86", 200),
     # Needle tasks depend on the window too: pinned at BYTE_WINDOW.
-    "longctx_niah_single": ("d56548e1d36e8413", 24),
-    "longctx_niah_multikey": ("029311bdec2376e0", 24),
-    "longctx_niah_multivalue": ("59995758e4770467", 24),
-    "longctx_niah_multiquery": ("7e88b8e656bfe4b6", 18),
+    "longctx_niah_single": ("de7fda4e8db7efb4", 24),
+    "longctx_niah_multikey": ("d659bc9cdfa92144", 24),
+    "longctx_niah_multivalue": ("457894385c4daa38", 24),
+    "longctx_niah_multiquery": ("d4be76631a74b4f8", 18),
 }
 BYTE_WINDOW = 4096
 

@@ -169,12 +169,16 @@ class NiahTask:
         window = tokenizer.max_context
         run, why = self.resolve_lengths(window)
         samples = self.samples if limit is None else min(limit, self.samples)
-        drawn = [
-            draw_needles(random.Random(f"{self.seed}:{self.variant}:{s}"), self.variant,
-                         self.haystack, self.extra)
-            for s in range(samples)
-        ]  # fmt: skip
-        need = max(len(tokenizer.encode_plain(" " + ", ".join(a))) for _, _, a in drawn)
+        # Fresh needles for every item, so items are independent (plain CIs hold).
+        drawn = {
+            (n, d, s): draw_needles(random.Random(f"{self.seed}:{self.variant}:{n}:{d}:{s}"),
+                                    self.variant, self.haystack, self.extra)
+            for n in run for d in self.depths for s in range(samples)
+        }  # fmt: skip
+        need = max(
+            (len(tokenizer.encode_plain(" " + ", ".join(a))) for _, _, a in drawn.values()),
+            default=0,
+        )
         if self.max_new_spec is None:
             self.max_new = need + ANSWER_MARGIN
         elif need > self.max_new_spec:
@@ -188,7 +192,7 @@ class NiahTask:
         out: list[Item] = []
         kept: list[int] = []
         for length in run:
-            cell = self._cell(tokenizer, drawn, length, len(out))
+            cell = self._cell(tokenizer, drawn, length, samples, len(out))
             if cell is None:
                 skipped[length] = (
                     len(self.depths) * samples,
@@ -207,12 +211,14 @@ class NiahTask:
         return out
 
     def _cell(
-        self, tok: TokenizerInfo, drawn: Sequence[Any], length: int, first_id: int
-    ) -> list[Item] | None:
+        self, tok: TokenizerInfo, drawn: Mapping[Any, Any], length: int, samples: int,
+        first_id: int,
+    ) -> list[Item] | None:  # fmt: skip
         """Every (depth, sample) item of one length; None when one does not fit in it."""
         cell: list[Item] = []
         for depth in self.depths:
-            for s, (needles, keys, answers) in enumerate(drawn):
+            for s in range(samples):
+                needles, keys, answers = drawn[(length, depth, s)]
                 rng = random.Random(f"{self.seed}:{s}:{length}:{depth}")
                 try:
                     np_ = build_prompt(
@@ -292,10 +298,8 @@ class NiahTask:
     def summaries(self) -> tuple[Summary, ...]:
         out: list[Summary] = []
         for n in self.run_lengths:
-            out.append(Summary(f"recall[len={n}]", _by("recall", n), cluster="sample"))
-            out.append(
-                Summary(f"value_ll_gain[len={n}]", _by("value_ll_gain", n), cluster="sample")
-            )
+            out.append(Summary(f"recall[len={n}]", _by("recall", n), cluster=None))
+            out.append(Summary(f"value_ll_gain[len={n}]", _by("value_ll_gain", n), cluster=None))
             for d in self.depths:
                 out.append(Summary(f"recall[len={n},depth={d}]", _by("recall", n, d), cluster=None))
         out.append(
