@@ -22,7 +22,14 @@ from evalkit.provenance import find_provenance
 from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.scoring import Score, family_scores, summary_scores, task_scores
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
-from evalkit.tasks.base import Item, ItemResult, Task, TokenizerInfo, responses_for
+from evalkit.tasks.base import (
+    Item,
+    ItemResult,
+    Task,
+    TokenizerInfo,
+    WindowedTokenizer,
+    responses_for,
+)
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
 from evalkit.tasks.code import ExecutedTask
 from evalkit.tasks.registry import load_suite, resolve_tasks
@@ -83,6 +90,7 @@ def load_backend(
     dtype: str = "auto",
     token_budget: int | None = None,
     tokenizer: Any = None,
+    max_length: int | None = None,
 ) -> Backend:
     if backend not in BACKENDS:
         raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -93,7 +101,12 @@ def load_backend(
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(
-        checkpoint, device=device, dtype=dtype, token_budget=token_budget, tokenizer=tokenizer
+        checkpoint,
+        device=device,
+        dtype=dtype,
+        token_budget=token_budget,
+        tokenizer=tokenizer,
+        max_length=max_length,
     )
 
 
@@ -121,12 +134,14 @@ def score(
     progress: bool = True,
     chat_template: bool = False,
     sandbox: str = "auto",
+    haystack: str | Path | None = None,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
     `backend` may be a name or an already-built Backend (e.g. the fake one in tests).
     `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
     (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
+    `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -148,19 +163,31 @@ def score(
     # Everything about the tasks is checked before the model is loaded.
     task_objs = resolve_tasks(names, tdir)
     code_sandbox = _code_sandbox(task_objs, sandbox)
+    if haystack is not None:
+        task_objs = _with_haystack(task_objs, Path(haystack))
+    # Tasks see the model's window through the tokenizer they are given (from the config
+    # before the weights load, so bad lengths fail early; the backend gets the same window).
+    window: int | None = None
+    text_tokenizer: Any = None
     if isinstance(backend, str):
-        from evalkit.backends.hf import load_tokenizer
+        from evalkit.backends.hf import checkpoint_window, load_tokenizer
 
-        tokenizer: TokenizerInfo = load_tokenizer(ckpt)
+        text_tokenizer = load_tokenizer(ckpt)
+        window = checkpoint_window(ckpt, text_tokenizer)
+        tokenizer: TokenizerInfo = WindowedTokenizer(text_tokenizer, window)
     else:
-        tokenizer = backend.tokenizer
+        tokenizer = WindowedTokenizer(backend.tokenizer, backend.max_length)
+    fmt = _chat_format(ckpt) if chat_template else None
+    if fmt is not None and tokenizer.max_context is not None:
+        # Tasks that size prompts to the window (needle tasks) must leave the template room.
+        room = tokenizer.max_context - _chat_overhead(fmt, tokenizer)
+        tokenizer = WindowedTokenizer(tokenizer, room)
     items: dict[str, list[Item]] = {t.name: list(t.items(limit, tokenizer)) for t in task_objs}
     for name, its in items.items():
         if not its:
             raise EvalkitError(f"task {name} has no items")
     chat_info: dict[str, Any] | None = None
-    if chat_template:
-        fmt = _chat_format(ckpt)
+    if fmt is not None:
         items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
         chat_info = fmt.describe()
     prov = None
@@ -170,7 +197,7 @@ def score(
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
     t_load = time.time()
     model = (
-        load_backend(ckpt, backend, device, dtype, token_budget, tokenizer)
+        load_backend(ckpt, backend, device, dtype, token_budget, text_tokenizer, window)
         if isinstance(backend, str)
         else backend
     )
@@ -302,8 +329,16 @@ def _chat_format(checkpoint: Path) -> ChatFormat:
     return ChatFormat(render=render, template_hash=template_hash(template))
 
 
+def _chat_overhead(fmt: ChatFormat, tokenizer: TokenizerInfo) -> int:
+    """Tokens a chat template adds around one user turn (+ 1 for a merge at its edges)."""
+    probe = "x"
+    turns = [{"role": "system", "content": fmt.system}] if fmt.system else []
+    rendered = fmt.render([*turns, {"role": "user", "content": probe}])
+    return len(tokenizer.encode(rendered)) - len(tokenizer.encode_plain(probe)) + 1
+
+
 def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]:
-    return {
+    entry = {
         "name": task.name,
         "family": task.family,
         "version": task.version,
@@ -312,6 +347,19 @@ def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]
         "n_items": len(items),
         "truncated_items": truncated,
     }
+    notes = getattr(task, "manifest_notes", None)  # e.g. needle tasks' skipped lengths
+    if notes:
+        entry["notes"] = notes
+    return entry
+
+
+def _with_haystack(tasks: list[Task], path: Path) -> list[Task]:
+    """Needle tasks over a user's text file; an error when no selected task uses one."""
+    from evalkit.tasks.probes.niah import NiahTask
+
+    if not any(isinstance(t, NiahTask) for t in tasks):
+        raise EvalkitError("--haystack is for needle-in-a-haystack tasks and none is selected")
+    return [t.with_haystack(path) if isinstance(t, NiahTask) else t for t in tasks]
 
 
 def _mark(result: ItemResult, truncated: bool) -> ItemResult:

@@ -78,6 +78,10 @@ def score(
             "(refuse without bubblewrap) or rlimits."
         ),
     ] = "auto",
+    haystack: Annotated[
+        Path | None,
+        typer.Option(help="Text file to use as the filler of needle-in-a-haystack tasks."),
+    ] = None,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -102,12 +106,15 @@ def score(
             progress=progress,
             chat_template=chat_template,
             sandbox=sandbox,
+            haystack=haystack,
         )
     except EvalkitError as exc:
         _fail(str(exc))
     from evalkit.report.console import print_scores
+    from evalkit.report.longctx import print_niah
 
     print_scores(run.scores)
+    print_niah(run.scores, run.manifest)
     s = run.stats
     typer.echo(
         f"{s.unique} unique requests: {s.reused} reused from cache, {s.computed} computed"

@@ -148,3 +148,24 @@ def test_a_preamble_shared_across_contexts_is_computed_once_with_equal_results(
                 assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
                 assert x.is_greedy == y.is_greedy
     assert reuse._prefix is not None and len(reuse._prefix[0]) >= len(preamble)
+
+
+def test_a_stored_prefix_longer_than_the_shared_one_is_cropped_with_equal_results(
+    random_ckpt: Path,
+) -> None:
+    # The stored prefix (preamble + "Question:") is longer than what the next batch shares
+    # with it (the preamble alone): the cached keys/values must be cropped, not recomputed
+    # wrongly (transformers 5's `crop` takes a negative count of tokens to remove).
+    reuse = HFBackend(random_ckpt, device="cpu", dtype="float32")
+    plain = HFBackend(random_ckpt, device="cpu", dtype="float32", prefix_reuse=False)
+    tok = reuse.tokenizer
+    preamble = tuple(tok.encode("The quick brown fox jumps over the lazy dog. " * 4))
+    conts = tuple(tuple(tok.encode(t)) for t in (" 3", " yes it is"))
+    first = [ScoringGroup(preamble + tuple(tok.encode(q)), conts)
+             for q in ("Question: is it?", "Question: no?")]  # fmt: skip
+    second = [ScoringGroup(preamble + tuple(tok.encode(" 1 + 2 =")), conts)]
+    for batch in (first, second):
+        for a, b in zip(reuse.score(batch), plain.score(batch), strict=True):
+            for x, y in zip(a, b, strict=True):
+                assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
+    assert reuse._prefix is not None and len(reuse._prefix[0]) > len(preamble)

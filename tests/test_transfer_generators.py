@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.backends.fake import ByteTokenizer
+from evalkit.tasks.base import WindowedTokenizer
 from evalkit.tasks.generators import GENERATORS
 from evalkit.tasks.probes import languages as L
 from evalkit.tasks.registry import load_suite, read_yaml, resolve_tasks
@@ -37,7 +38,13 @@ PINNED = {
     "control_made_up_mapping_mc": ("466ffaa765e88b86", 200),
     "code_tiny_functions": ("db262390e56eaedb", 16),
     "code_humaneval_small": ("85a668e8c92eb164", 16),
+    # Needle tasks depend on the window too: pinned at BYTE_WINDOW.
+    "longctx_niah_single": ("de7fda4e8db7efb4", 24),
+    "longctx_niah_multikey": ("d659bc9cdfa92144", 24),
+    "longctx_niah_multivalue": ("457894385c4daa38", 24),
+    "longctx_niah_multiquery": ("d4be76631a74b4f8", 18),
 }
+BYTE_WINDOW = 4096
 
 FIRST_DOCS = {
     "arith_chain_mc": {
@@ -87,9 +94,10 @@ def test_transfer_suite_lists_the_pinned_tasks(transfer_tasks: dict[str, object]
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_content_hash_and_count_pinned(name: str, transfer_tasks: dict[str, object]) -> None:
     task = transfer_tasks[name]
-    items = task.items(None, ByteTokenizer())  # type: ignore[attr-defined]
+    tok = WindowedTokenizer(ByteTokenizer(), BYTE_WINDOW)
+    items = task.items(None, tok)  # type: ignore[attr-defined]
     assert (task.content_hash(items)[:16], len(items)) == PINNED[name]  # type: ignore[attr-defined]
-    again = task.items(None, ByteTokenizer())  # type: ignore[attr-defined]
+    again = task.items(None, tok)  # type: ignore[attr-defined]
     assert again == items  # deterministic
     for it in items:
         assert dict(it.tags)["family"] == task.family  # type: ignore[attr-defined]
@@ -162,7 +170,7 @@ def test_every_template_renders_in_every_language(lang: str) -> None:
 def test_all_transfer_tasks_render_all_items(transfer_tasks: dict[str, object]) -> None:
     # Building items renders every template of every doc (a missing key raises EvalkitError).
     for task in transfer_tasks.values():
-        assert task.items(None, ByteTokenizer())  # type: ignore[attr-defined]
+        assert task.items(None, WindowedTokenizer(ByteTokenizer(), BYTE_WINDOW))  # type: ignore[attr-defined]
 
 
 def test_transfer_full_names_exist_in_lmeval_registry() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 
@@ -126,3 +128,41 @@ class FakeBackend:
                 texts.append(text)
             out.append(tuple(texts))
         return out
+
+
+_NEEDLE_RE = re.compile(r"The special magic number for ([\w-]+) is (\d+)\.")
+_QUESTION_RE = re.compile(r"Question: What (?:is the special magic number|are all the special "
+                          r"magic numbers) for (.+)\?\n")  # fmt: skip
+
+
+class NeedleReader:
+    """A scripted long-context model for needle-in-a-haystack tests (see
+    evalkit.tasks.probes.haystack for the prompt format): it reads the question's keys and
+    answers with the values of their needles, as long as the prompt's tokens (bytes here) plus
+    `new_tokens` are at most `fail_beyond`; beyond that it answers nothing and gives the right
+    values no more probability than any other. `fail_beyond=None`: a perfect reader."""
+
+    def __init__(self, fail_beyond: int | None = None, new_tokens: int = 0) -> None:
+        self.fail_beyond = fail_beyond
+        self.new_tokens = new_tokens
+
+    def _answers(self, prompt: str) -> list[str] | None:
+        n = len(ByteTokenizer().encode(prompt)) + self.new_tokens
+        if self.fail_beyond is not None and n > self.fail_beyond:
+            return None
+        q = _QUESTION_RE.findall(prompt)
+        if not q:
+            return None
+        keys = re.split(r", | and ", q[-1])
+        return [v for k, v in _NEEDLE_RE.findall(prompt) if k in keys]
+
+    def generate(self, prompt: str, sample: int) -> str:
+        answers = self._answers(prompt)
+        return " " + ", ".join(answers) + "." if answers else " I do not know."
+
+    def score(self, context: str, continuation: str) -> float:
+        answers = self._answers(context) or []
+        return -0.5 if continuation.strip() in answers else -20.0
+
+    def backend(self, **kwargs: Any) -> FakeBackend:
+        return FakeBackend(self.score, self.generate, **kwargs)

@@ -142,6 +142,26 @@ def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
     return HFTokenizer(tokenizer, tokenizer_fingerprint(path))
 
 
+def checkpoint_window(checkpoint: str | Path, tokenizer: HFTokenizer) -> int:
+    """The model's window from the checkpoint's config.json (cheap: no weights are read and no
+    transformers config classes imported), by the rule the backend uses once loaded, so tasks
+    and engine agree on it."""
+    path = Path(checkpoint) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EvalkitError(f"unreadable config in {checkpoint}: {_first_line(exc)}") from None
+    return _window(_Attrs(config), tokenizer.raw)
+
+
+class _Attrs:
+    """A config.json mapping read through attributes, as `_window` reads a config object."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            setattr(self, key, _Attrs(value) if isinstance(value, Mapping) else value)
+
+
 class HFBackend:
     name = "hf"
 
@@ -183,7 +203,8 @@ class HFBackend:
         self.checkpoint = path
         self._tokenizer = hf_tokenizer
         self._fingerprint = model_fingerprint(path)
-        self._max_length = max_length or _window(model.config, hf_tokenizer.raw)
+        # config.json, not the loaded config object: class defaults must not change the window.
+        self._max_length = max_length or checkpoint_window(path, hf_tokenizer)
         self._decoder = model.get_decoder()
         self._head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
@@ -390,7 +411,7 @@ class HFBackend:
         cache = copy.deepcopy(self._prefix[1])
         extra = len(self._prefix[0]) - len(prefix)
         if extra:
-            cache.crop(len(prefix))
+            cache.crop(-extra)  # a negative count removes tokens in every transformers version
         if rows > 1:
             cache.batch_repeat_interleave(rows)
         return cache

@@ -99,6 +99,7 @@ class KVCache:
         return int(self.layers[0][0].shape[2]) if self.layers else 0
 
     def crop(self, length: int) -> None:
+        # As DynamicCache.crop: a negative length removes that many tokens from the end.
         self.layers = [(k[:, :, :length], v[:, :, :length]) for k, v in self.layers]
 
     def batch_repeat_interleave(self, rows: int) -> None:

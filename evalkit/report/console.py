@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evalkit.scoring import FAMILY_PREFIX, Score
@@ -34,7 +35,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
             arrow = "↑" if s.higher_is_better else "↓"
             table.add_row(
                 s.family,
-                f"{s.metric} {arrow}",
+                f"{escape(s.metric)} {arrow}",
                 f"{s.value:.4g}",
                 f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
                 str(s.n),
@@ -50,7 +51,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
         arrow = "↑" if s.higher_is_better else "↓"
         table.add_row(
             s.task,
-            f"{s.metric} {arrow}",
+            f"{escape(s.metric)} {arrow}",
             f"{s.value:.4g}",
             f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
             str(s.n),

@@ -64,9 +64,8 @@ class MetricSpec:
     is_mean: bool = True
 
 
-class TokenizerInfo(Protocol):
-    """What a task may ask of the model's tokenizer when it builds items (e.g. to draw random
-    token ids, or to make texts exactly N tokens long). Backends' tokenizers satisfy it."""
+class TextTokenizer(Protocol):
+    """The text side of a model's tokenizer. Backends' tokenizers satisfy it."""
 
     @property
     def vocab_size(self) -> int: ...
@@ -74,9 +73,49 @@ class TokenizerInfo(Protocol):
     @property
     def prefix_token_id(self) -> int: ...
 
+    def encode(self, text: str) -> list[int]:
+        """As the engine encodes prompts (the tokenizer's default special tokens)."""
+        ...
+
     def encode_plain(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
+
+
+class TokenizerInfo(TextTokenizer, Protocol):
+    """What a task may ask of the model when it builds items (e.g. to draw random token ids,
+    to make texts exactly N tokens long, or to know how long they may be)."""
+
+    @property
+    def max_context(self) -> int | None:
+        """The model's window in tokens (None: unknown; tasks that need it raise)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WindowedTokenizer:
+    """A tokenizer and the model's window, as `evalkit.api.score` hands them to tasks: the
+    window comes from the backend (the checkpoint's config), not from a task's YAML."""
+
+    tokenizer: TextTokenizer
+    max_context: int | None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self.tokenizer.prefix_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def encode_plain(self, text: str) -> list[int]:
+        return self.tokenizer.encode_plain(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
 
 
 class Task(Protocol):

@@ -34,6 +34,7 @@ from evalkit.tasks.probes.common import (
     mc_values,
     ols_slope,
 )
+from evalkit.tasks.probes.niah import NiahTask
 from evalkit.tasks.templates import Renderer
 
 DEFAULT_KS: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
@@ -516,7 +517,8 @@ class OlssonTask(_Probe):
     loss at token `early` (1-based; loss = -log p(t_i | BOS, t_1..t_{i-1}) in nats) on
     documents of at least `late` tokens, fed as BOS + their first `late` tokens. Negative means
     later tokens are predicted better, i.e. the model uses its context. `window` gives the
-    positions (`olsson_positions`) when it is shorter than BOS + late tokens."""
+    positions (`olsson_positions`) when it is shorter than BOS + late tokens; without a
+    `window` key, the model's own window is used."""
 
     keys = frozenset({"docs", "field", "early", "late", "window"})
     required = frozenset({"docs"})
@@ -529,15 +531,18 @@ class OlssonTask(_Probe):
             MetricSpec("loss_late", higher_is_better=False),
         )
 
-    def positions(self) -> tuple[int, int]:
+    def positions(self, model_window: int | None = None) -> tuple[int, int]:
+        """`window` from the YAML if set, else the model's (when known), else unlimited."""
         early, late = int(self._p("early", 50)), int(self._p("late", 500))
         if not 1 <= early < late:
             raise self._fail("needs 1 <= early < late")
-        return olsson_positions(early, late, int(self._p("window", late + 1)))
+        window = self._p("window", model_window or late + 1)
+        return olsson_positions(early, late, int(window))
 
     def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         tok = self._need_tokenizer(tokenizer)
-        early, late = self.positions()
+        # Tokenizers handed over without a window (tests, scripts) keep the YAML default.
+        early, late = self.positions(getattr(tok, "max_context", None))
         docs = load_docs(self.name, self._p("docs", {}))
         key = str(self._p("field", "text"))
         out = []
@@ -573,15 +578,16 @@ class OlssonTask(_Probe):
         return out
 
 
-PROBES: Mapping[str, type[_Probe]] = {
+PROBES: Mapping[str, type[_Probe] | type[NiahTask]] = {
     "fewshot_curve": FewShotCurveTask,
     "label_probe": LabelProbeTask,
     "induction": InductionTask,
     "olsson": OlssonTask,
+    "niah": NiahTask,
 }
 
 
-def make_probe(spec: ProbeSpec) -> _Probe:
+def make_probe(spec: ProbeSpec) -> _Probe | NiahTask:
     try:
         cls = PROBES[spec.probe]
     except KeyError:
