@@ -240,7 +240,7 @@ def score(
             "run_seconds": round(run_seconds, 3),
             "total_seconds": round(time.time() - started, 3),
         },
-        "provenance": prov,
+        "provenance": prov.to_dict() if prov is not None else None,
         "chat_template": chat_info,
     }
     path = write_run(out_path, manifest, samples_frame(per_task), scores_frame(scores))
