@@ -160,7 +160,7 @@ def _checkpoint(raw: Any) -> CheckpointInfo:
     )
 
 
-def _slice(raw: Any, i: int, base: Path) -> SliceInfo:
+def _slice(raw: Any, i: int, base: Path, check_files: bool) -> SliceInfo:
     w = f"slices[{i}]."
     if not isinstance(raw, dict):
         raise _Bad(f"slices[{i}]", "must be a mapping")
@@ -173,9 +173,9 @@ def _slice(raw: Any, i: int, base: Path) -> SliceInfo:
     if docs is not None:
         p = Path(docs)
         p = p if p.is_absolute() else (base / p)
-        if not p.is_file():
+        if check_files and not p.is_file():
             raise _Bad(f"{w}sample_documents", f"names a missing file: {p}")
-        docs = str(p.resolve())
+        docs = str(p.resolve() if check_files else p)
     ts = raw.get("timestamp")
     if ts is not None and not isinstance(ts, str):
         ts = str(ts)  # YAML reads an unquoted 2026-01-01 as a date
@@ -194,9 +194,10 @@ def _slice(raw: Any, i: int, base: Path) -> SliceInfo:
     )
 
 
-def parse_provenance(raw: Any, base: Path) -> Provenance:
+def parse_provenance(raw: Any, base: Path, check_files: bool = True) -> Provenance:
     """Validate plain data (a parsed file, or a manifest's copy); relative sample-document paths
-    are resolved against `base`. Raises `_Bad` naming the field."""
+    are resolved against `base`, and must exist when `check_files`. Raises `_Bad` naming the
+    field."""
     if not isinstance(raw, dict):
         raise _Bad("the file", "must be a mapping")
     _unknown(raw, ("schema_version", "checkpoint", "slices"), "")
@@ -209,7 +210,7 @@ def parse_provenance(raw: Any, base: Path) -> Provenance:
         raise _Bad("slices", "must be a non-empty list")
     slices: list[SliceInfo] = []
     for i, s in enumerate(items):
-        sl = _slice(s, i, base)
+        sl = _slice(s, i, base, check_files)
         if any(o.name == sl.name for o in slices):
             raise _Bad(f"slices[{i}].name", f"repeats {sl.name!r}")
         slices.append(sl)
@@ -246,6 +247,7 @@ def manifest_provenance(manifest: Mapping[str, Any], label: str = "run") -> Prov
     if raw is None:
         return None
     try:
-        return parse_provenance(raw, Path(str(manifest.get("checkpoint", "."))))
+        # The documents may have moved since the run; whoever reads them checks then.
+        return parse_provenance(raw, Path(str(manifest.get("checkpoint", "."))), False)
     except _Bad as exc:
         raise EvalkitError(f"bad provenance in {label}'s manifest: {exc}") from None
