@@ -317,7 +317,10 @@ def gate(
 def attribute(
     runs: Annotated[list[Path], typer.Argument(help="Run directories, or folders of runs.")],
     metric: Annotated[
-        str | None, typer.Option(help="Per-item metric (default: p_correct, else acc_norm, acc).")
+        str | None,
+        typer.Option(
+            help="Per-item metric (default: bpb of the gold answer, else p_correct, acc_norm, acc)."
+        ),
     ] = None,
     reference: Annotated[
         str | None,

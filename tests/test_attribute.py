@@ -44,7 +44,7 @@ def test_intervals_cover_true_effects_at_nominal_rate() -> None:
         shares, y = _design(rng)
         _, draws = bootstrap_effects(y, log_shares(shares), 1e-3, 200, rng, ref=d % 4)
         lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
-        hits.append((lo <= TRUE) & (TRUE <= hi))
+        hits.append((lo <= TRUE) & (hi >= TRUE))
     coverage = float(np.mean(hits))
     assert abs(coverage - 0.95) <= 0.03, coverage
 

@@ -230,3 +230,16 @@ def test_contamination_cli(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["slices"][0]["documents"] > 0
     proc = evalkit("contamination", CKPTS / "tiny-base", "--tasks", "contam_arith_mc")
     assert proc.returncode == 2 and "sample documents" in proc.stderr
+
+
+def test_kv_facts_task_matches_the_training_script() -> None:
+    import importlib.util
+
+    from evalkit.tasks.generators import KV_FACT_KEYS, kv_fact_value
+
+    spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "examples" / "train_tiny.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert tuple(module.KV_KEYS) == KV_FACT_KEYS
+    assert all(module.kv_fact_value(k) == kv_fact_value(k) for k in KV_FACT_KEYS)

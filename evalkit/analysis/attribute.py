@@ -33,9 +33,13 @@ from evalkit.errors import EvalkitError
 from evalkit.provenance import Provenance, manifest_provenance
 from evalkit.store import RunData
 
-# Per-item metrics tried in order when none is named: continuous ones first, because small
-# checkpoints move p_correct long before accuracy.
-CONTINUOUS_METRICS = ("p_correct", "acc_norm", "acc", "exact_match", "bpb")
+# Per-item metrics tried in order when none is named. Continuous ones first (small checkpoints
+# move them long before accuracy), and the gold answer's bits per byte before p_correct: a
+# log-loss responds about linearly to log data (loss scaling), while p_correct saturates, and
+# the misfit of a curved response leaks onto slices whose shares move with the driving one
+# (the mix family's filler did, with p_correct; docs/provenance.md). Lower-is-better metrics
+# are negated, so a positive effect always means better.
+CONTINUOUS_METRICS = ("bpb", "p_correct", "acc_norm", "acc", "exact_match")
 LN2 = math.log(2.0)
 
 

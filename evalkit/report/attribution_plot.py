@@ -29,7 +29,7 @@ def attribution_heatmap(report: AttributionReport, out: Path) -> Path:
         labels[i][j] = f"{e.effect:+.3f}" + ("*" if e.significant else "")
     finite = values[np.isfinite(values)]
     bound = float(np.abs(finite).max()) if finite.size else 1.0
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(families), 1.0 + 0.5 * len(slices)), dpi=120)
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(families), 1.4 + 0.5 * len(slices)), dpi=120)
     cmap = matplotlib.colormaps["RdBu"].copy()
     cmap.set_bad("#d0d0d0")
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-bound, vmax=bound)
@@ -38,8 +38,8 @@ def attribution_heatmap(report: AttributionReport, out: Path) -> Path:
     for i in range(len(slices)):
         for j in range(len(families)):
             ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8)
-    fig.colorbar(image, ax=ax, label="score change per doubling of share")
-    ax.set_title("Slice effects (* interval excludes 0; n.i. not identifiable)", fontsize=9)
+    fig.colorbar(image, ax=ax, label="effect per doubling")
+    ax.set_title("Slice effects\n* interval excludes 0, n.i. not identifiable", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
