@@ -45,7 +45,7 @@ class CheckpointInfo:
     tokens_seen: int
     parent: str | None = None
     mix_id: str | None = None
-    tuning: str | None = None  # free text: how it was tuned from `parent`, if it was
+    tuning: str | None = None  # free text: how it was derived from `parent` (tuned, damaged...)
 
 
 @dataclass(frozen=True)
