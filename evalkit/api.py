@@ -18,7 +18,7 @@ from evalkit.backends.base import Backend
 from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
 from evalkit.errors import ContextTooLongError, EvalkitError
-from evalkit.provenance import find_provenance
+from evalkit.provenance import Provenance, find_provenance
 from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.scoring import Score, family_scores, summary_scores, task_scores
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
@@ -278,7 +278,7 @@ def score(
             "run_seconds": round(run_seconds, 3),
             "total_seconds": round(time.time() - started, 3),
         },
-        "provenance": prov,
+        "provenance": prov.to_dict() if prov is not None else None,
         "chat_template": chat_info,
         "sandbox": (
             code_sandbox.isolation.manifest(code_sandbox.limits) | {"workers": code_sandbox.workers}
@@ -566,4 +566,202 @@ def make_report(
         labels=labels,
         options=ReportOptions(resamples=resamples, seed=seed),
         title=title,
+    )
+
+
+# -- provenance: attribution, slice fit, contamination ----------------------------------------
+
+
+def slice_fit(
+    checkpoint: PathLike,
+    *,
+    provenance: PathLike | Provenance | None = None,
+    max_documents: int = 200,
+    backend: str | Backend = "auto",
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Bits per byte of `checkpoint` on each slice's sample documents (Paloma-style: summed
+    log-prob of whole documents over their UTF-8 bytes), for slices that list sample documents.
+    """
+    from evalkit.analysis.contamination import iter_documents
+    from evalkit.metrics import bits_per_byte
+    from evalkit.requests import RollingLoglikelihood, RollingResult
+
+    ckpt = Path(checkpoint)
+    if isinstance(provenance, Provenance):
+        prov: Provenance | None = provenance
+    else:
+        prov = find_provenance(ckpt, Path(provenance) if provenance else None)
+    if prov is None:
+        raise EvalkitError(f"{ckpt} has no provenance.yaml (give --provenance FILE)")
+    docs: dict[str, list[str]] = {}
+    for s in prov.slices:
+        if s.sample_documents is None:
+            continue
+        if not Path(s.sample_documents).is_file():
+            raise EvalkitError(f"slice {s.name}: sample documents not found: {s.sample_documents}")
+        texts: list[str] = []
+        for text in iter_documents(Path(s.sample_documents)):
+            if len(texts) >= max_documents:
+                break
+            if text.strip():
+                texts.append(text)
+        docs[s.name] = texts
+    if not docs:
+        raise EvalkitError(f"{ckpt}: no slice lists sample_documents to measure fit on")
+    model = load_backend(ckpt, backend, device, dtype) if isinstance(backend, str) else backend
+    cache = (
+        ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
+        if use_cache
+        else None
+    )
+    engine = Engine(model, cache, EngineOptions(truncation="left", progress=progress))
+    requests = {name: [RollingLoglikelihood(t) for t in texts] for name, texts in docs.items()}
+    try:
+        result = engine.run([r for rs in requests.values() for r in rs])
+    finally:
+        if cache is not None:
+            cache.close()
+    fit: dict[str, float] = {}
+    for name, rs in requests.items():
+        total_lp, text = 0.0, ""
+        for r in rs:
+            resp = result.responses[r.hash]
+            assert isinstance(resp, RollingResult)
+            total_lp += resp.logprob
+            text += r.text
+        fit[name] = bits_per_byte(total_lp, text)
+    return fit
+
+
+def attribute(
+    *runs: PathLike,
+    metric: str | None = None,
+    reference: str | None = None,
+    ridge: float = 1e-3,
+    resamples: int = 1000,
+    level: float = 0.95,
+    min_log_sd: float = 0.05,
+    seed: int = 0,
+    labels: Sequence[str] | None = None,
+    with_slice_fit: bool = False,
+    slice_fit_documents: int = 200,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Any:
+    """Attribute the runs' scores to their training-data slices (`evalkit.analysis.attribute`).
+
+    Each target is a run directory or a folder of runs. `with_slice_fit` also measures each
+    run's checkpoint (from its manifest) on its slices' sample documents. Returns an
+    `AttributionReport`.
+    """
+    from evalkit.analysis.attribute import AttributeOptions, attribute_runs
+    from evalkit.analysis.compare import unique_labels
+    from evalkit.provenance import manifest_provenance
+    from evalkit.store import read_run
+
+    paths = [q for t in runs for q in _runs_at(t, "run")]
+    loaded = [read_run(q) for q in paths]
+    options = AttributeOptions(
+        metric=metric,
+        reference=reference,
+        ridge=ridge,
+        resamples=resamples,
+        level=level,
+        min_log_sd=min_log_sd,
+        seed=seed,
+    )
+    fit: dict[str, dict[str, float]] | None = None
+    if with_slice_fit:
+        fit = {}
+        for run, label in zip(loaded, unique_labels(loaded, labels), strict=True):
+            ckpt = Path(str(run.manifest.get("checkpoint", "")))
+            if not (ckpt / "config.json").is_file():
+                raise EvalkitError(f"run {label}: its checkpoint {ckpt} is gone; cannot fit slices")
+            fit[label] = slice_fit(
+                ckpt,
+                provenance=manifest_provenance(run.manifest, label),
+                max_documents=slice_fit_documents,
+                device=device,
+                dtype=dtype,
+            )
+    return attribute_runs(loaded, options, labels=labels, slice_fit=fit)
+
+
+def contamination(
+    target: PathLike,
+    *,
+    suite: str | None = None,
+    tasks: Sequence[str] | None = None,
+    tasks_dir: PathLike | None = None,
+    n: int = 13,
+    provenance: PathLike | None = None,
+    max_documents: int | None = None,
+    progress: bool = False,
+) -> Any:
+    """Flag the eval items of `suite`/`tasks` that overlap the training slices' sample documents
+    (`evalkit.analysis.contamination`). `target` is a run directory (then scores are recomputed
+    on the clean items) or a checkpoint (flags only). Returns a `ContaminationReport`.
+    """
+    from evalkit.analysis.contamination import EvalText, contamination_report
+    from evalkit.analysis.runs import side_from_run
+    from evalkit.provenance import manifest_provenance
+    from evalkit.store import is_run, read_run
+    from evalkit.tasks.base import text_hash
+
+    p = Path(target)
+    run = read_run(p) if is_run(p) else None
+    if run is None and not (p / "config.json").is_file():
+        raise EvalkitError(f"not a run directory or a checkpoint: {p}")
+    if (suite is None) == (not tasks):
+        raise EvalkitError("give exactly one of a suite or a list of tasks")
+    if provenance is not None:
+        prov = find_provenance(p, Path(provenance))
+    elif run is not None:
+        prov = manifest_provenance(run.manifest, p.name)
+    else:
+        prov = find_provenance(p, None)
+    if prov is None:
+        raise EvalkitError(f"{p} has no provenance (give --provenance FILE)")
+    names = list(load_suite(suite).tasks) if suite is not None else list(tasks or [])
+    task_objs = resolve_tasks(names, Path(tasks_dir) if tasks_dir else None)
+    texts: list[EvalText] = []
+    prompt_hashes: dict[tuple[str, int], str] = {}
+    for task in task_objs:
+        for it in task.items():
+            texts.append(EvalText(task.name, it.doc_id, f"{it.prompt} {it.target}"))
+            prompt_hashes[(task.name, it.doc_id)] = text_hash(it.prompt)
+    warnings: list[str] = []
+    scores: dict[str, tuple[str, dict[int, float]]] | None = None
+    if run is not None:
+        side = side_from_run(run)
+        scores = {}
+        for task in task_objs:
+            if task.name not in side.metrics:
+                warnings.append(f"run has no task {task.name}: flags only")
+                continue
+            metric = side.metric(task.name).name
+            rows = side.samples[side.samples.task == task.name]
+            values: dict[int, float] = {}
+            for doc_id, ph, v in zip(rows.doc_id, rows.prompt_hash, rows[metric], strict=True):
+                if prompt_hashes.get((task.name, int(doc_id))) != ph:
+                    raise EvalkitError(
+                        f"{task.name} item {doc_id} in run {p.name} is not the item the task "
+                        "builds now (its prompt changed): rescore it"
+                    )
+                values[int(doc_id)] = float(v)
+            scores[task.name] = (metric, values)
+    slices = [(s.name, Path(s.sample_documents)) for s in prov.slices if s.sample_documents]
+    missing = [s.name for s in prov.slices if not s.sample_documents]
+    if missing:
+        warnings.append(f"slices without sample documents, not checked: {', '.join(missing)}")
+    for name, path in slices:
+        if not path.is_file():
+            raise EvalkitError(f"slice {name}: sample documents not found: {path}")
+    return contamination_report(
+        str(p), texts, slices, scores, n=n, max_documents=max_documents, warnings=warnings
     )

@@ -126,6 +126,9 @@ def score(
 @app.command()
 def runs(
     folder: Annotated[Path, typer.Argument(help="Folder holding run directories.")] = Path("runs"),
+    slices: Annotated[
+        bool, typer.Option("--slices", help="Show each run's training mix (provenance).")
+    ] = False,
 ) -> None:
     """List the complete runs under FOLDER."""
     from evalkit.report.console import print_runs
@@ -133,6 +136,11 @@ def runs(
 
     try:
         paths = list_runs(folder)
+        if slices:
+            from evalkit.report.provenance_tables import print_run_slices
+
+            print_run_slices([(p, read_manifest(p)) for p in paths])
+            return
         print_runs([(p, read_manifest(p)) for p in paths])
     except EvalkitError as exc:
         _fail(str(exc))
@@ -509,6 +517,118 @@ def query(
     from evalkit.report.console import print_query
 
     print_query(result.columns, result.rows, "json" if json_out else "csv" if csv_out else "table")
+
+
+@app.command()
+def attribute(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories, or folders of runs.")],
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Per-item metric (default: bpb of the gold answer, else p_correct, acc_norm, acc)."
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference slice of the log-ratios (results do not depend on it)."),
+    ] = None,
+    ridge: Annotated[float, typer.Option(help="Ridge penalty per run.")] = 1e-3,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    level: Annotated[float, typer.Option(help="Confidence level.")] = 0.95,
+    min_log_sd: Annotated[
+        float, typer.Option(help="Below this sd of log-share a slice is not identifiable.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    slice_fit: Annotated[
+        bool,
+        typer.Option(
+            "--slice-fit", help="Also measure bits per byte on each slice's sample documents."
+        ),
+    ] = False,
+    device: Annotated[str, typer.Option(help="Device for --slice-fit.")] = "auto",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a slices x families heatmap PNG.")
+    ] = None,
+) -> None:
+    """Attribute the runs' scores to their training-data slices: ablation pairs for a few runs,
+    a log-ratio regression with bootstrap CIs for a mix sweep."""
+    import json
+
+    from evalkit.api import attribute as run_attribute
+    from evalkit.report.provenance_tables import print_attribution
+
+    try:
+        report = run_attribute(
+            *runs,
+            metric=metric,
+            reference=reference,
+            ridge=ridge,
+            resamples=resamples,
+            level=level,
+            min_log_sd=min_log_sd,
+            seed=seed,
+            with_slice_fit=slice_fit,
+            device=device,
+        )
+    except EvalkitError as exc:
+        _fail(str(exc))
+    print_attribution(report)
+    if json_out is not None:
+        _write(json_out, json.dumps(report.to_dict(), indent=2))
+        typer.echo(f"report written to {json_out}")
+    if plot is not None:
+        if not report.effects:
+            _fail("no sweep effects to plot (too few runs for a mix sweep)")
+        from evalkit.report.attribution_plot import attribution_heatmap
+
+        attribution_heatmap(report, plot)
+        typer.echo(f"heatmap written to {plot}")
+
+
+@app.command()
+def contamination(
+    target: Annotated[Path, typer.Argument(help="A run directory, or a checkpoint (flags only).")],
+    suite: Annotated[str | None, typer.Option(help="Suite whose items are checked.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names.")] = None,
+    tasks_dir: Annotated[Path | None, typer.Option(help="Extra folder of task YAML.")] = None,
+    n: Annotated[int, typer.Option("--n", help="n-gram length in words.")] = 13,
+    provenance: Annotated[
+        Path | None, typer.Option(help="provenance.yaml (default: the run's or checkpoint's).")
+    ] = None,
+    max_documents: Annotated[
+        int | None, typer.Option(help="Read at most this many documents per slice.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON.")
+    ] = None,
+) -> None:
+    """Flag eval items whose n-grams occur in the training slices' sample documents, and
+    compare scores on clean and dirty items per task."""
+    import json
+
+    from evalkit.api import contamination as run_contamination
+    from evalkit.report.provenance_tables import print_contamination
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    try:
+        report = run_contamination(
+            target,
+            suite=suite,
+            tasks=task_list,
+            tasks_dir=tasks_dir,
+            n=n,
+            provenance=provenance,
+            max_documents=max_documents,
+        )
+    except EvalkitError as exc:
+        _fail(str(exc))
+    print_contamination(report)
+    if json_out is not None:
+        _write(json_out, json.dumps(report.to_dict(), indent=2))
+        typer.echo(f"report written to {json_out}")
 
 
 def main() -> None:

@@ -57,7 +57,8 @@ def damage(src: Path, out: Path, *, scale: float, seed: int = 0) -> Path:
         ckpt = dict(prov.get("checkpoint") or {})
         ckpt["parent"] = str(ckpt.get("run") or src.name)
         ckpt["run"] = f"{ckpt.get('run') or src.name}-damaged-{scale:g}"
-        ckpt["damage"] = {"weight_noise_relative_std": scale, "seed": seed}
+        # `tuning` is the schema's free-text "how it was derived from its parent" field.
+        ckpt["tuning"] = f"damaged: weight noise of relative std {scale:g}, seed {seed}"
         prov["checkpoint"] = ckpt
         (out / "provenance.yaml").write_text(
             yaml.safe_dump(prov, sort_keys=False, allow_unicode=True), encoding="utf-8"

@@ -146,6 +146,33 @@ def gen_kv(rng: random.Random, n_docs: int) -> list[str]:
     return docs
 
 
+def kv_fact_value(key: str) -> int:
+    """The fixed value of ``key`` in the facts variant of the kv slice (``--kv-facts``).
+
+    A stable hash, so evalkit's ``kv_facts_mc`` generator recomputes the same table without
+    importing this script (a test checks they agree).
+    """
+    return 10 + int(hashlib.sha256(f"kv-fact:{key}".encode()).hexdigest(), 16) % 90
+
+
+def gen_kv_facts(rng: random.Random, n_docs: int) -> list[str]:
+    """Like ``gen_kv`` but every key always has its fixed value ``kv_fact_value(key)``.
+
+    Closed-book recall of these 73 facts is memorisation, which a model of a few hundred
+    thousand parameters learns in a few hundred steps in proportion to how often it sees
+    them, so the kv share drives a retrieval score (in-context lookup stayed at chance).
+    """
+    docs: list[str] = []
+    for _ in range(n_docs):
+        n = rng.randint(3, 8)
+        keys = rng.sample(KV_KEYS, n)
+        lines = [f"key {k} is {kv_fact_value(k)}." for k in keys]
+        k = keys[rng.randrange(n)]
+        lines.append(f"query {k}: {kv_fact_value(k)}")
+        docs.append("\n".join(lines))
+    return docs
+
+
 def gen_multilingual(rng: random.Random, n_docs: int) -> list[str]:
     """Lines ``{word} = {n}`` for numbers 0..20, one language per document, random order."""
     langs = sorted(NUMBER_WORDS)
@@ -333,6 +360,8 @@ def build_stream(
     total_tokens: int,
     seed: int,
     batch_docs: int = 4096,
+    generators: dict[str, Callable[[random.Random, int], list[str]]] | None = None,
+    planted: dict[str, list[str]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids and per-token slice index for a shuffled stream of exactly ``total_tokens``.
 
@@ -343,14 +372,20 @@ def build_stream(
 
     backend = tokenizer.backend_tokenizer
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    gens = generators or GENERATORS
     names = list(GENERATORS)
     docs: list[tuple[int, list[int]]] = []
     for si, name in enumerate(names):
         budget = math.ceil(mix.get(name, 0.0) * total_tokens)
         rng = slice_rng(seed, name)
         have = 0
+        # Planted documents (contamination tests) come first and count toward the slice's share.
+        for text in (planted or {}).get(name, []):
+            ids = [bos, *backend.encode(text, add_special_tokens=False).ids, eos]
+            docs.append((si, ids))
+            have += len(ids)
         while have < budget:
-            texts = GENERATORS[name](rng, batch_docs)
+            texts = gens[name](rng, batch_docs)
             for enc in backend.encode_batch(texts, add_special_tokens=False):
                 ids = [bos, *enc.ids, eos]
                 docs.append((si, ids))
@@ -453,6 +488,9 @@ def write_provenance(
     parent: str | None,
     mix: dict[str, float],
     slice_tokens: dict[str, int],
+    sources: dict[str, str] | None = None,
+    sample_docs: dict[str, str] | None = None,
+    timestamp: str | None = None,
 ) -> None:
     import yaml
 
@@ -467,7 +505,7 @@ def write_provenance(
                 "name": name,
                 "tokens": int(tokens),
                 "share": round(tokens / total, 6),
-                "source": f"synthetic:{name}",
+                "source": (sources or {}).get(name, f"synthetic:{name}"),
                 "license": "Apache-2.0",
                 "language": language,
                 "domain": domain,
@@ -476,8 +514,12 @@ def write_provenance(
                 "repeats": 1,
             }
         )
+        if timestamp is not None:
+            slices[-1]["timestamp"] = timestamp
+        if sample_docs and name in sample_docs:
+            slices[-1]["sample_documents"] = sample_docs[name]
     doc = {
-        "schema_version": 1,
+        "schema_version": 2,
         "checkpoint": {
             "run": run,
             "step": steps,
@@ -488,6 +530,58 @@ def write_provenance(
         "slices": slices,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def write_sample_docs(
+    out: Path,
+    names: Sequence[str],
+    *,
+    seed: int,
+    n_docs: int,
+    generators: dict[str, Callable[[random.Random, int], list[str]]],
+    planted: dict[str, list[str]],
+    added: str,
+) -> dict[str, str]:
+    """Per slice, ``samples/<slice>.jsonl.gz`` in Dolma's format: held-out documents from a
+    stream training never drew (for slice fit), plus any planted documents verbatim (they
+    were in the training data, and contamination checks must be able to find them)."""
+    import gzip
+    import json
+
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    for name in names:
+        texts = generators[name](slice_rng(seed, f"heldout:{name}"), n_docs)
+        rows = [(f"{name}-heldout-{i}", t) for i, t in enumerate(texts)]
+        rows += [(f"{name}-planted-{i}", t) for i, t in enumerate(planted.get(name, []))]
+        rel = f"samples/{name}.jsonl.gz"
+        # mtime=0: byte-identical files on regeneration.
+        with gzip.GzipFile(out / rel, "wb", mtime=0) as fh:
+            for doc_id, text in rows:
+                rec = {"id": doc_id, "text": text, "source": name, "added": added, "metadata": {}}
+                fh.write((json.dumps(rec, ensure_ascii=False) + "\n").encode())
+        paths[name] = rel
+    return paths
+
+
+def kv_facts_accuracy(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast) -> float:
+    """Closed-book recall: ``key {k} is`` -> the fixed value among 4 (3 other facts' values)."""
+    rng = random.Random("kv-facts-check")
+    pairs: list[tuple[str, str]] = []
+    gold: list[int] = []
+    for k in KV_KEYS:
+        truth = kv_fact_value(k)
+        others = sorted({kv_fact_value(o) for o in KV_KEYS} - {truth})
+        choices = [truth, *rng.sample(others, 3)]
+        rng.shuffle(choices)
+        gold.append(choices.index(truth))
+        pairs.extend((f"key {k} is", f" {c}") for c in choices)
+    scores = continuation_logprobs(model, tokenizer, pairs, prepend_bos=True)
+    correct = sum(
+        int(max(range(4), key=scores[4 * q : 4 * q + 4].__getitem__) == g)
+        for q, g in enumerate(gold)
+    )
+    return correct / len(gold)
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,6 +716,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="reuse the tokenizer saved in this directory instead of training one",
     )
     p.add_argument("--tokenizer-docs", type=int, default=2000, help="docs per slice for BPE")
+    p.add_argument(
+        "--kv-facts",
+        action="store_true",
+        help="kv slice states fixed facts (kv_fact_value) instead of random values",
+    )
+    p.add_argument("--plant", type=Path, default=None, help="text file, one document per line")
+    p.add_argument("--plant-slice", default="prose", help="slice the planted documents join")
+    p.add_argument("--plant-repeats", type=int, default=1, help="copies of each planted doc")
+    p.add_argument("--sample-docs", type=int, default=0, help="held-out docs per slice to save")
+    p.add_argument("--timestamp", default=None, help="data timestamp recorded in provenance")
+    p.add_argument(
+        "--save-dtype", choices=("float32", "float16"), default="float32", help="saved weights"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=50)
     return p.parse_args(argv)
@@ -646,8 +753,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         tokenizer = train_tokenizer(corpus, args.vocab_size, model_max_length=args.max_positions)
     print(f"tokenizer: {len(tokenizer)} tokens  ({time.perf_counter() - t_start:.1f}s)")
 
+    generators = dict(GENERATORS)
+    sources = {}
+    if args.kv_facts:
+        generators["kv"] = gen_kv_facts
+        sources["kv"] = "synthetic:kv-facts"
+    planted: dict[str, list[str]] = {}
+    if args.plant is not None:
+        lines = [ln for ln in args.plant.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        planted[args.plant_slice] = [ln.replace("\\n", "\n") for ln in lines] * args.plant_repeats
+        sources[args.plant_slice] = f"synthetic:{args.plant_slice}+planted"
     total = args.steps * args.batch_size * args.seq_len
-    ids, src = build_stream(tokenizer, mix, total, args.seed)
+    ids, src = build_stream(
+        tokenizer, mix, total, args.seed, generators=generators, planted=planted
+    )
     chunks = torch.from_numpy(ids).view(args.steps, args.batch_size, args.seq_len)
     slice_tokens = {name: int((src == i).sum()) for i, name in enumerate(GENERATORS)}
     print(f"data: {total} tokens {slice_tokens}  ({time.perf_counter() - t_start:.1f}s)")
@@ -670,8 +789,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     # Trained in fp32 throughout; the committed weights must stay float32.
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    model.save_pretrained(args.out)
+    if args.save_dtype == "float16":  # halves the committed size of the mix family
+        import copy
+
+        copy.deepcopy(model).half().save_pretrained(args.out)
+    else:
+        model.save_pretrained(args.out)
     save_tokenizer(tokenizer, args.out)
+    sample_paths = None
+    if args.sample_docs > 0:
+        unique_planted = {k: list(dict.fromkeys(v)) for k, v in planted.items()}
+        names = [n for n in GENERATORS if slice_tokens[n] > 0]
+        sample_paths = write_sample_docs(
+            args.out,
+            names,
+            seed=args.seed,
+            n_docs=args.sample_docs,
+            generators=generators,
+            planted=unique_planted,
+            added=args.timestamp or "",
+        )
     write_provenance(
         args.out / "provenance.yaml",
         run=run,
@@ -679,6 +816,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         parent=args.parent,
         mix=mix,
         slice_tokens=slice_tokens,
+        sources=sources,
+        sample_docs=sample_paths,
+        timestamp=args.timestamp,
     )
     total_s = time.perf_counter() - t_start
     print(f"saved {args.out}  train {train_s:.1f}s  total {total_s:.1f}s")
@@ -687,6 +827,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         acc = arithmetic_mc_accuracy(model, tokenizer, seed=args.seed, prepend_bos=bos)
         kv = kv_mc_accuracy(model, tokenizer, seed=args.seed, prepend_bos=bos)
         print(f"eval (bos={bos}): arithmetic MC acc {acc:.4f} (chance 0.25)  kv MC acc {kv:.4f}")
+    if args.kv_facts:
+        print(f"eval: kv facts closed-book acc {kv_facts_accuracy(model, tokenizer):.4f}")
 
 
 if __name__ == "__main__":

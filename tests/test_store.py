@@ -90,7 +90,7 @@ slices:
 def test_provenance_is_loaded_and_validated(tmp_path: Path) -> None:
     p = tmp_path / "provenance.yaml"
     p.write_text(PROV)
-    assert load_provenance(p)["slices"][0]["name"] == "arithmetic"
+    assert load_provenance(p).slices[0].name == "arithmetic"
     assert find_provenance(tmp_path, None) is not None
     p.write_text(PROV.replace("tokens: 600", "tokens: many"))
     with pytest.raises(EvalkitError, match=r"slices\[0\]\.tokens"):

@@ -14,7 +14,6 @@ one report layout serves every suite. Sections find their data by metric and tag
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -846,28 +845,17 @@ def deltas(ctx: ReportContext) -> Section:
     return Section("deltas", title, tuple(blocks))
 
 
-ATTRIBUTION_MODULE = "evalkit.report.attribution_plot"
-
-
 def attribution(ctx: ReportContext) -> Section:
-    """Hook for the provenance attribution heatmap: drawn by `evalkit.report.attribution_plot`
-    (its `attribution_section(runs, labels, plots_dir) -> Section`) when that module exists."""
+    """The provenance attribution heatmap and table (`evalkit.report.attribution_plot`)."""
     title = "Attribution to training-data slices"
     with_slices = [r for r in ctx.runs if ((r.manifest.get("provenance") or {}).get("slices"))]
     if len(with_slices) < 2:
         return absent(
             "attribution", title, "Attribution needs several runs whose provenance lists slices."
         )
-    try:
-        mod = importlib.import_module(ATTRIBUTION_MODULE)
-    except ModuleNotFoundError:
-        return absent("attribution", title, "Attribution plotting is not installed.")
-    fn = getattr(mod, "attribution_section", None)
-    if fn is None:
-        return absent("attribution", title, f"{ATTRIBUTION_MODULE} has no attribution_section.")
-    section = fn(list(ctx.runs), list(ctx.labels), ctx.plots)
-    assert isinstance(section, Section)
-    return section
+    from evalkit.report.attribution_plot import attribution_section
+
+    return attribution_section(list(ctx.runs), list(ctx.labels), ctx.plots)
 
 
 SECTIONS: tuple[SectionFn, ...] = (

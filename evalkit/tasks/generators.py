@@ -6,6 +6,7 @@ same documents. Registering a name twice is an error, never a silent overwrite.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -41,9 +42,15 @@ def _distractors(rng: random.Random, answer: int, k: int, spread: int = 5) -> li
 
 
 @generator("addition_mc")
-def addition_mc(rng: random.Random, n: int, max_operand: int = 19, n_choices: int = 4) -> list[Doc]:
-    """`a + b =` with the true sum among near-miss distractors (the arithmetic slice's format)."""
-    pairs = [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+def addition_mc(
+    rng: random.Random, n: int, max_operand: int = 19, n_choices: int = 4, min_operand: int = 0
+) -> list[Doc]:
+    """`a + b =` with the true sum among near-miss distractors (the arithmetic slice's format).
+
+    `min_operand` above 19 gives sums the arithmetic slice never states (contamination tests).
+    """
+    span = range(min_operand, max_operand + 1)
+    pairs = [(a, b) for a in span for b in span]
     rng.shuffle(pairs)
     docs = []
     for a, b in pairs[:n]:
@@ -87,6 +94,42 @@ def kv_recall(rng: random.Random, n: int, min_records: int = 3, max_records: int
                 "value": values[pick],
                 "n_records": count,
                 "position": pick,
+            }
+        )
+    return docs
+
+
+# The keys of the key-value slice (examples/train_tiny.py KV_KEYS): one BPE token each.
+KV_FACT_KEYS: tuple[str, ...] = (
+    "ant", "ape", "arm", "art", "ash", "bag", "bat", "bed", "bee", "box", "bus", "cab", "cap",
+    "car", "cat", "cow", "cup", "day", "den", "dog", "ear", "egg", "elf", "elk", "eye", "fan",
+    "fig", "fox", "gem", "gum", "hat", "hen", "hog", "hut", "ice", "ink", "jam", "jar", "jet",
+    "kit", "leg", "lid", "map", "mat", "mop", "mud", "mug", "net", "nut", "oak", "owl", "pan",
+    "pea", "pen", "pig", "pin", "pot", "rat", "ray", "rug", "sea", "sky", "sun", "tea", "tin",
+    "toe", "toy", "tub", "van", "web", "wig", "yak", "zoo",
+)  # fmt: skip
+
+
+def kv_fact_value(key: str) -> int:
+    """The fixed value of `key` in the facts variant of the kv slice (train_tiny --kv-facts)."""
+    return 10 + int(hashlib.sha256(f"kv-fact:{key}".encode()).hexdigest(), 16) % 90
+
+
+@generator("kv_facts_mc")
+def kv_facts_mc(rng: random.Random, n: int, n_choices: int = 4) -> list[Doc]:
+    """Closed-book recall `key K is` -> its fixed value among other facts' values."""
+    values = sorted({kv_fact_value(k) for k in KV_FACT_KEYS})
+    docs = []
+    for key in KV_FACT_KEYS[:n]:
+        truth = kv_fact_value(key)
+        choices = [truth, *rng.sample([v for v in values if v != truth], n_choices - 1)]
+        rng.shuffle(choices)
+        docs.append(
+            {
+                "key": key,
+                "answer": str(truth),
+                "choices": [str(c) for c in choices],
+                "gold": choices.index(truth),
             }
         )
     return docs
