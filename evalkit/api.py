@@ -83,10 +83,18 @@ def load_backend(
 ) -> Backend:
     if backend not in BACKENDS:
         raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        from evalkit.backends.vllm import vllm_available
+
+        # vLLM only where it imports and a GPU is there; transformers everywhere else.
+        backend = "vllm" if device in ("auto", "cuda") and vllm_available() else "hf"
     if backend == "vllm":
-        raise EvalkitError(
-            "the vLLM backend is not available in this evalkit yet; use --backend hf"
-        )
+        from evalkit.backends.vllm import VLLMBackend, VLLMOptions
+
+        if device not in ("auto", "cuda"):
+            raise EvalkitError(f"the vLLM backend runs on the GPU only, not on {device!r}")
+        opts = VLLMOptions(dtype=dtype) if dtype != "auto" else VLLMOptions()
+        return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer)
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(

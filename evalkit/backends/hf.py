@@ -378,7 +378,8 @@ class HFBackend:
         cache = copy.deepcopy(self._prefix[1])
         extra = len(self._prefix[0]) - len(prefix)
         if extra:
-            cache.crop(len(prefix))
+            # A negative count removes that many tokens (transformers 5 refuses positive ones).
+            cache.crop(-extra)
         if rows > 1:
             cache.batch_repeat_interleave(rows)
         return cache
