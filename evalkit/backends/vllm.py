@@ -272,9 +272,10 @@ class VLLMBackend:
             requests[i][2](out)
 
     def _prompt(self, ids: tuple[int, ...]) -> Any:
-        maker = getattr(self._vllm, "TokensPrompt", None)
-        if maker is None:  # pragma: no cover - older layout
-            from vllm.inputs import TokensPrompt as maker
+        # `TokensPrompt` is a TypedDict in vLLM: the dict it makes is the prompt.
+        maker: Any = getattr(self._vllm, "TokensPrompt", None)
+        if maker is None:  # pragma: no cover - layouts without the top-level name
+            return {"prompt_token_ids": list(ids)}
         return maker(prompt_token_ids=list(ids))
 
     def _params(self, **kwargs: Any) -> Any:
