@@ -132,3 +132,35 @@ def test_a_preamble_shared_across_contexts_is_computed_once_with_equal_results(
                 assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
                 assert x.is_greedy == y.is_greedy
     assert reuse._prefix is not None and len(reuse._prefix[0]) >= len(preamble)
+
+
+def test_gpu_token_budget_follows_free_memory(
+    backend: HFBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA budget comes from torch.cuda.mem_get_info (mocked here: no GPU)."""
+    from evalkit.backends import hf
+
+    free = {"bytes": 64 << 20}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 << 30))
+    monkeypatch.setattr(backend, "device", torch.device("cuda"))
+    cfg = backend.model.config
+    want = hf.gpu_token_budget(
+        64 << 20,
+        hidden=cfg.hidden_size,
+        intermediate=cfg.intermediate_size,
+        dtype_bytes=4,
+        window=backend.max_length,
+    )
+    assert backend._default_budget() == want
+    free["bytes"] = 16 << 20
+    small = backend._default_budget()
+    assert hf.MIN_BUDGET <= small < want  # less free memory, smaller batches
+    free["bytes"] = 1 << 20
+    assert backend._default_budget() == hf.MIN_BUDGET
+    free["bytes"] = 1 << 50
+    assert backend._default_budget() == hf.MAX_BUDGET
+    # A 1.1B TinyLlama shape in bf16 with ~60 GiB free: a large batch, not a constant.
+    big = hf.gpu_token_budget(60 << 30, hidden=2048, intermediate=5632, dtype_bytes=2, window=2048)
+    assert 100_000 < big <= hf.MAX_BUDGET
+    monkeypatch.setattr(backend, "device", torch.device("cpu"))
+    assert backend._default_budget() == 4096  # CPU behaviour unchanged

@@ -219,12 +219,13 @@ class HFBackend:
         free, _ = torch.cuda.mem_get_info(self.device)
         cfg = self.model.config
         hidden = int(getattr(cfg, "hidden_size", 4096))
-        inter = int(getattr(cfg, "intermediate_size", 4 * hidden))
-        width = torch.finfo(self._torch_dtype).bits // 8
-        # Activations of one layer at a time per token, plus a mask row of the window.
-        per_token = (6 * hidden + 3 * inter) * width + 4 * self._max_length
-        budget = int(free * 0.5 / per_token)
-        return max(2048, min(budget, 262144))
+        return gpu_token_budget(
+            int(free),
+            hidden=hidden,
+            intermediate=int(getattr(cfg, "intermediate_size", 4 * hidden)),
+            dtype_bytes=torch.finfo(self._torch_dtype).bits // 8,
+            window=self._max_length,
+        )
 
     def score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
         import torch
@@ -298,9 +299,8 @@ class HFBackend:
         )
         cols = [c - shared for c in cols]
         hidden = out.last_hidden_state
-        row_t = torch.tensor(rows, device=self.device)
-        col_t = torch.tensor(cols, device=self.device)
-        tgt_t = torch.tensor(targets, device=self.device)
+        # One host-to-device copy for all scored positions of the batch.
+        row_t, col_t, tgt_t = torch.tensor([rows, cols, targets], device=self.device)
         # Every continuation's first token is predicted by the same last context position:
         # project each distinct position once.
         flat = row_t * hidden.shape[1] + col_t
@@ -321,8 +321,10 @@ class HFBackend:
             target_logit[mine] = logits[slot[mine] - start, tgt_t[mine]]
         lse = torch.cat(lse_parts)[slot]
         best = torch.cat(best_parts)[slot]
-        token_lp = (target_logit - lse).double().cpu().tolist()
-        greedy = (best == tgt_t).cpu().tolist()
+        # And one copy back: log-probs and greedy hits together.
+        back = torch.stack([(target_logit - lse).double(), (best == tgt_t).double()]).cpu()
+        token_lp = back[0].tolist()
+        greedy = [x > 0.5 for x in back[1].tolist()]
         results: list[tuple[TokenScore, ...]] = []
         i = 0
         for g in groups:
@@ -445,6 +447,25 @@ class HFBackend:
                 new = new[: new.index(eos)]
             texts.append(cut_at_stop(self._tokenizer.decode(new), j.stop))
         return texts
+
+
+# Share of the free GPU memory one scoring batch may take (the rest: allocator slack, the
+# prefix cache, the vocabulary projection's slices).
+BUDGET_FRACTION = 0.5
+MIN_BUDGET = 2048
+MAX_BUDGET = 262144
+
+
+def gpu_token_budget(
+    free_bytes: int, *, hidden: int, intermediate: int, dtype_bytes: int, window: int
+) -> int:
+    """Padded tokens per scoring batch that fit in `free_bytes` of GPU memory.
+
+    Per token: one layer's activations at a time (residual, attention in/out, MLP in/out),
+    plus one row of the packed 4D mask (a float per key of the window)."""
+    per_token = (6 * hidden + 3 * intermediate) * dtype_bytes + 4 * window
+    budget = int(free_bytes * BUDGET_FRACTION / per_token)
+    return max(MIN_BUDGET, min(budget, MAX_BUDGET))
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
