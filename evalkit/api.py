@@ -80,6 +80,7 @@ def load_backend(
     dtype: str = "auto",
     token_budget: int | None = None,
     tokenizer: Any = None,
+    vllm_options: Sequence[str] = (),
 ) -> Backend:
     if backend not in BACKENDS:
         raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -89,11 +90,11 @@ def load_backend(
         # vLLM only where it imports and a GPU is there; transformers everywhere else.
         backend = "vllm" if device in ("auto", "cuda") and vllm_available() else "hf"
     if backend == "vllm":
-        from evalkit.backends.vllm import VLLMBackend, VLLMOptions
+        from evalkit.backends.vllm import VLLMBackend, parse_options
 
         if device not in ("auto", "cuda"):
             raise EvalkitError(f"the vLLM backend runs on the GPU only, not on {device!r}")
-        opts = VLLMOptions(dtype=dtype) if dtype != "auto" else VLLMOptions()
+        opts = parse_options(vllm_options, dtype)
         return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer)
     from evalkit.backends.hf import HFBackend
 
@@ -125,10 +126,12 @@ def score(
     token_budget: int | None = None,
     progress: bool = True,
     chat_template: bool = False,
+    vllm_options: Sequence[str] = (),
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
     `backend` may be a name or an already-built Backend (e.g. the fake one in tests).
+    `vllm_options` are `KEY=VALUE` settings of the vLLM engine (`VLLMOptions`).
     `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
     (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
     """
@@ -173,7 +176,7 @@ def score(
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
     t_load = time.time()
     model = (
-        load_backend(ckpt, backend, device, dtype, token_budget, tokenizer)
+        load_backend(ckpt, backend, device, dtype, token_budget, tokenizer, vllm_options)
         if isinstance(backend, str)
         else backend
     )

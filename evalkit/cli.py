@@ -71,6 +71,13 @@ def score(
             help="Format prompts with the checkpoint tokenizer's chat template (few-shot as turns).",
         ),
     ] = False,
+    vllm_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="vLLM engine setting KEY=VALUE, repeatable (tensor_parallel_size, "
+            "data_parallel_size, gpu_memory_utilization, max_model_len, max_num_batched_tokens...)."
+        ),
+    ] = None,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -94,6 +101,7 @@ def score(
             token_budget=token_budget,
             progress=progress,
             chat_template=chat_template,
+            vllm_options=tuple(vllm_option or ()),
         )
     except EvalkitError as exc:
         _fail(str(exc))

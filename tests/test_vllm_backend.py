@@ -265,3 +265,49 @@ def test_vllm_refuses_a_cpu_device(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     _inject(monkeypatch, "new")
     with pytest.raises(EvalkitError, match="GPU only"):
         load_backend(TINY_BASE, "vllm", device="cpu")
+
+
+def test_vllm_options_parse_and_fail_in_one_line() -> None:
+    from evalkit.backends.vllm import VLLMOptions, parse_options
+    from evalkit.errors import EvalkitError
+
+    opts = parse_options(
+        [
+            "tensor_parallel_size=4",
+            "gpu-memory-utilization=0.85",
+            "max_model_len=none",
+            "enable_prefix_caching=false",
+        ],
+        dtype="bfloat16",
+    )
+    assert opts == VLLMOptions(
+        tensor_parallel_size=4,
+        gpu_memory_utilization=0.85,
+        max_model_len=None,
+        enable_prefix_caching=False,
+        dtype="bfloat16",
+    )
+    for bad in ("nope=1", "tensor_parallel_size", "tensor_parallel_size=two"):
+        with pytest.raises(EvalkitError):
+            parse_options([bad])
+
+
+def test_cli_scores_through_vllm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from evalkit.cli import app
+
+    _inject(monkeypatch, "new")
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["score", str(TINY_BASE), "--suite", "smoke", "--limit", "1", "--backend", "vllm"]
+    args += ["--no-cache", "--no-progress", "--out", str(out)]
+    res = runner.invoke(app, [*args, "--vllm-option", "max_model_len=256"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["backend"] == "vllm"
+    assert manifest["backend_settings"]["max_length"] == "255"
+    bad = runner.invoke(app, [*args[:-1], str(tmp_path / "r2"), "--vllm-option", "nope=1"])
+    assert bad.exit_code == 2 and "bad vLLM option" in bad.output

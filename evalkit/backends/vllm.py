@@ -22,6 +22,7 @@ vLLM is imported lazily, only when the backend is built.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +65,35 @@ class VLLMOptions:
     # Tokens of work handed to vLLM per `generate` call (the engine's "batch"): bounds host
     # memory and how much an interrupted run loses.
     wave_tokens: int = 1 << 20
+
+
+def parse_options(pairs: Sequence[str], dtype: str = "auto") -> VLLMOptions:
+    """`KEY=VALUE` strings (the CLI's `--vllm-option`) into options; unknown keys and bad
+    values are one-line errors."""
+    fields = {f.name: f for f in dataclasses.fields(VLLMOptions)}
+    values: dict[str, Any] = {} if dtype == "auto" else {"dtype": dtype}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise EvalkitError(
+                f"bad vLLM option {pair!r}: use KEY=VALUE with KEY one of {', '.join(fields)}"
+            )
+        default = fields[key].default
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                values[key] = raw.lower() in ("true", "1")
+            elif isinstance(default, float):
+                values[key] = float(raw)
+            elif isinstance(default, str):
+                values[key] = raw
+            else:  # int, or int | None
+                values[key] = None if raw.lower() == "none" else int(raw)
+        except ValueError:
+            raise EvalkitError(f"bad value for vLLM option {key}: {raw!r}") from None
+    return VLLMOptions(**values)
 
 
 @dataclass(frozen=True)
