@@ -191,7 +191,7 @@ def test_one_engine_is_built_and_options_reach_it(monkeypatch: pytest.MonkeyPatc
     assert args["tensor_parallel_size"] == 2 and args["data_parallel_size"] == 2
     assert args["gpu_memory_utilization"] == 0.8 and args["max_model_len"] == 256
     assert args["max_num_batched_tokens"] == 4096
-    assert backend.max_length == 255
+    assert backend.max_length == 254
     assert backend.settings["features"] == (
         "logprob_token_ids,trace_decode,flat_logprobs,skip_reading_prefix_cache"
     )
@@ -308,6 +308,6 @@ def test_cli_scores_through_vllm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"] == "vllm"
-    assert manifest["backend_settings"]["max_length"] == "255"
+    assert manifest["backend_settings"]["max_length"] == "254"
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "r2"), "--vllm-option", "nope=1"])
     assert bad.exit_code == 2 and "bad vLLM option" in bad.output

@@ -174,8 +174,10 @@ class VLLMBackend:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
         window = _window(config, self._tokenizer.raw)
         model_len = min(opts.max_model_len or window, window)
-        # Prompt log-probs need the scored prompt plus one generated token to fit.
-        self._max_length = model_len - 1
+        # A prompt-log-prob request holds context + continuation (one token more than the
+        # window the engine checks) and still generates one token: keep both inside
+        # max_model_len whatever way the installed vLLM counts the limit.
+        self._max_length = model_len - 2
         vocab = int(getattr(config, "vocab_size", 0) or self._tokenizer.vocab_size)
         step = opts.max_num_batched_tokens or scoring_step_tokens(
             vocab, opts.scoring_memory_gib, model_len
