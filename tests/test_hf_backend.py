@@ -164,3 +164,19 @@ def test_gpu_token_budget_follows_free_memory(
     assert 100_000 < big <= hf.MAX_BUDGET
     monkeypatch.setattr(backend, "device", torch.device("cpu"))
     assert backend._default_budget() == 4096  # CPU behaviour unchanged
+
+
+def test_a_stored_preamble_longer_than_the_batch_prefix_is_cropped(random_ckpt: Path) -> None:
+    reuse = HFBackend(random_ckpt, device="cpu", dtype="float32")
+    plain = HFBackend(random_ckpt, device="cpu", dtype="float32", prefix_reuse=False)
+    tok = reuse.tokenizer
+    preamble = tuple(tok.encode("The quick brown fox jumps over the lazy dog. " * 4))
+    conts = tuple(tuple(tok.encode(t)) for t in (" 3", " yes it is"))
+    first = [ScoringGroup(preamble + tuple(tok.encode(q)), conts) for q in ("1 + 2 =", "4 + 5 =")]
+    # Shares only 36 tokens with the stored preamble: the cache must be cut back to them.
+    second = [ScoringGroup(preamble[:36] + tuple(tok.encode(q)), conts) for q in ("a b", "c d")]
+    for batch in (first, second):
+        for a, b in zip(reuse.score(batch), plain.score(batch), strict=True):
+            for x, y in zip(a, b, strict=True):
+                assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
+    assert reuse._prefix is not None and len(reuse._prefix[0]) > 36
