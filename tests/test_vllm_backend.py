@@ -311,3 +311,18 @@ def test_cli_scores_through_vllm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert manifest["backend_settings"]["max_length"] == "254"
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "r2"), "--vllm-option", "nope=1"])
     assert bad.exit_code == 2 and "bad vLLM option" in bad.output
+
+
+def test_many_choices_are_split_under_the_logprob_caps(
+    monkeypatch: pytest.MonkeyPatch, hf: HFBackend
+) -> None:
+    _inject(monkeypatch, "new")
+    backend = _vllm()
+    ctx = tuple(backend.tokenizer.encode("Pick a token:"))
+    choices = tuple((t,) for t in range(3, 53))  # 50 one-token answers
+    got = backend.score([ScoringGroup(ctx, choices)])[0]
+    (params,) = backend.llm.calls
+    assert [len(p.logprob_token_ids) for p in params] == [20, 20, 10]
+    want = hf.score([ScoringGroup(ctx, choices)])[0]
+    for x, y in zip(got, want, strict=True):
+        assert abs(x.logprob - y.logprob) < TOL and x.is_greedy == y.is_greedy

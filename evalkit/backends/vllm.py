@@ -327,8 +327,10 @@ class VLLMBackend:
             choices = sorted({g.continuations[ci][0] for ci in single})
             owners = {t: [ci for ci in single if g.continuations[ci][0] == t] for t in choices}
             if self.features.logprob_token_ids:
-                for start in range(0, len(choices), MAX_CHOICE_IDS):
-                    chunk = choices[start : start + MAX_CHOICE_IDS]
+                # Some versions count the ids against `max_logprobs` too: stay under both.
+                per = min(MAX_CHOICE_IDS, self.engine_args["max_logprobs"])
+                for start in range(0, len(choices), per):
+                    chunk = choices[start : start + per]
                     params = self._params(
                         max_tokens=1,
                         temperature=0.0,
