@@ -83,6 +83,17 @@ def _hardware(device: str) -> dict[str, Any]:
     return info
 
 
+def resolve_backend(backend: str, device: str) -> str:
+    """`auto` made concrete: vLLM only where it imports and a GPU is there, else transformers."""
+    if backend not in BACKENDS:
+        raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        from evalkit.backends.vllm import vllm_available
+
+        return "vllm" if device in ("auto", "cuda") and vllm_available() else "hf"
+    return backend
+
+
 def load_backend(
     checkpoint: Path,
     backend: str = "auto",
@@ -91,13 +102,16 @@ def load_backend(
     token_budget: int | None = None,
     tokenizer: Any = None,
     max_length: int | None = None,
+    vllm_options: Sequence[str] = (),
 ) -> Backend:
-    if backend not in BACKENDS:
-        raise EvalkitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    backend = resolve_backend(backend, device)
     if backend == "vllm":
-        raise EvalkitError(
-            "the vLLM backend is not available in this evalkit yet; use --backend hf"
-        )
+        from evalkit.backends.vllm import VLLMBackend, parse_options
+
+        if device not in ("auto", "cuda"):
+            raise EvalkitError(f"the vLLM backend runs on the GPU only, not on {device!r}")
+        opts = parse_options(vllm_options, dtype)
+        return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer)
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(
@@ -135,10 +149,12 @@ def score(
     chat_template: bool = False,
     sandbox: str = "auto",
     haystack: str | Path | None = None,
+    vllm_options: Sequence[str] = (),
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
     `backend` may be a name or an already-built Backend (e.g. the fake one in tests).
+    `vllm_options` are `KEY=VALUE` settings of the vLLM engine (`VLLMOptions`).
     `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
     (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
@@ -172,8 +188,13 @@ def score(
     if isinstance(backend, str):
         from evalkit.backends.hf import checkpoint_window, load_tokenizer
 
+        backend = resolve_backend(backend, device)
         text_tokenizer = load_tokenizer(ckpt)
         window = checkpoint_window(ckpt, text_tokenizer)
+        if backend == "vllm":
+            from evalkit.backends.vllm import parse_options, usable_window
+
+            window = usable_window(window, parse_options(vllm_options, dtype))
         tokenizer: TokenizerInfo = WindowedTokenizer(text_tokenizer, window)
     else:
         tokenizer = WindowedTokenizer(backend.tokenizer, backend.max_length)
@@ -197,7 +218,9 @@ def score(
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
     t_load = time.time()
     model = (
-        load_backend(ckpt, backend, device, dtype, token_budget, text_tokenizer, window)
+        load_backend(
+            ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
+        )
         if isinstance(backend, str)
         else backend
     )

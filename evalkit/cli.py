@@ -82,6 +82,13 @@ def score(
         Path | None,
         typer.Option(help="Text file to use as the filler of needle-in-a-haystack tasks."),
     ] = None,
+    vllm_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="vLLM engine setting KEY=VALUE, repeatable (tensor_parallel_size, "
+            "data_parallel_size, gpu_memory_utilization, max_model_len, max_num_batched_tokens...)."
+        ),
+    ] = None,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -107,6 +114,7 @@ def score(
             chat_template=chat_template,
             sandbox=sandbox,
             haystack=haystack,
+            vllm_options=tuple(vllm_option or ()),
         )
     except EvalkitError as exc:
         _fail(str(exc))

@@ -19,7 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from evalkit.backends.base import Backend, GenerationJob, ScoringGroup, Tokenizer, TokenScore
+from evalkit.backends.base import (
+    Backend,
+    GenerationJob,
+    OnePassBackend,
+    ScoringGroup,
+    Tokenizer,
+    TokenScore,
+)
 from evalkit.cache import ResultCache, cache_key
 from evalkit.errors import ContextTooLongError
 from evalkit.requests import (
@@ -248,8 +255,21 @@ class Engine:
                 for u in set(units):
                     waiting[u].append(h)
             unit_scores: dict[Unit, TokenScore] = {}
-            for batch in batches:
-                results = self.backend.score(batch)
+            one_pass = isinstance(self.backend, OnePassBackend)
+            if one_pass:
+                # Scoring and generation reach the backend together, one wave at a time.
+                waves = max(len(batches), len(gen_batches))
+                batches += [[] for _ in range(waves - len(batches))]
+                gen_batches += [[] for _ in range(waves - len(gen_batches))]
+                early: list[list[tuple[str, ...]]] = []
+            for wave, batch in enumerate(batches):
+                if one_pass:
+                    jobs_now = [j for _, j in gen_batches[wave]]
+                    assert isinstance(self.backend, OnePassBackend)
+                    results, texts_now = self.backend.score_and_generate(batch, jobs_now)
+                    early.append(texts_now)
+                else:
+                    results = self.backend.score(batch)
                 done: dict[str, Response] = {}
                 for group, scores in zip(batch, results, strict=True):
                     scored_tokens += group.packed_length
@@ -263,8 +283,11 @@ class Engine:
                                 done[h] = _assemble(unique[h], missing_units[h], unit_scores)
                     advance(len(group.continuations))
                 self._store(done, keys, responses)
-            for jobs_batch in gen_batches:
-                texts = self.backend.generate([j for _, j in jobs_batch])
+            for wave, jobs_batch in enumerate(gen_batches):
+                if one_pass:
+                    texts = early[wave]
+                else:
+                    texts = self.backend.generate([j for _, j in jobs_batch])
                 done = {}
                 for (h, job), out in zip(jobs_batch, texts, strict=True):
                     if len(out) != job.n:

@@ -150,22 +150,49 @@ def test_a_preamble_shared_across_contexts_is_computed_once_with_equal_results(
     assert reuse._prefix is not None and len(reuse._prefix[0]) >= len(preamble)
 
 
-def test_a_stored_prefix_longer_than_the_shared_one_is_cropped_with_equal_results(
-    random_ckpt: Path,
+def test_gpu_token_budget_follows_free_memory(
+    backend: HFBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The stored prefix (preamble + "Question:") is longer than what the next batch shares
-    # with it (the preamble alone): the cached keys/values must be cropped, not recomputed
-    # wrongly (transformers 5's `crop` takes a negative count of tokens to remove).
+    """The CUDA budget comes from torch.cuda.mem_get_info (mocked here: no GPU)."""
+    from evalkit.backends import hf
+
+    free = {"bytes": 64 << 20}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 << 30))
+    monkeypatch.setattr(backend, "device", torch.device("cuda"))
+    cfg = backend.model.config
+    want = hf.gpu_token_budget(
+        64 << 20,
+        hidden=cfg.hidden_size,
+        intermediate=cfg.intermediate_size,
+        dtype_bytes=4,
+        window=backend.max_length,
+    )
+    assert backend._default_budget() == want
+    free["bytes"] = 16 << 20
+    small = backend._default_budget()
+    assert hf.MIN_BUDGET <= small < want  # less free memory, smaller batches
+    free["bytes"] = 1 << 20
+    assert backend._default_budget() == hf.MIN_BUDGET
+    free["bytes"] = 1 << 50
+    assert backend._default_budget() == hf.MAX_BUDGET
+    # A 1.1B TinyLlama shape in bf16 with ~60 GiB free: a large batch, not a constant.
+    big = hf.gpu_token_budget(60 << 30, hidden=2048, intermediate=5632, dtype_bytes=2, window=2048)
+    assert 100_000 < big <= hf.MAX_BUDGET
+    monkeypatch.setattr(backend, "device", torch.device("cpu"))
+    assert backend._default_budget() == 4096  # CPU behaviour unchanged
+
+
+def test_a_stored_preamble_longer_than_the_batch_prefix_is_cropped(random_ckpt: Path) -> None:
     reuse = HFBackend(random_ckpt, device="cpu", dtype="float32")
     plain = HFBackend(random_ckpt, device="cpu", dtype="float32", prefix_reuse=False)
     tok = reuse.tokenizer
     preamble = tuple(tok.encode("The quick brown fox jumps over the lazy dog. " * 4))
     conts = tuple(tuple(tok.encode(t)) for t in (" 3", " yes it is"))
-    first = [ScoringGroup(preamble + tuple(tok.encode(q)), conts)
-             for q in ("Question: is it?", "Question: no?")]  # fmt: skip
-    second = [ScoringGroup(preamble + tuple(tok.encode(" 1 + 2 =")), conts)]
+    first = [ScoringGroup(preamble + tuple(tok.encode(q)), conts) for q in ("1 + 2 =", "4 + 5 =")]
+    # Shares only 36 tokens with the stored preamble: the cache must be cut back to them.
+    second = [ScoringGroup(preamble[:36] + tuple(tok.encode(q)), conts) for q in ("a b", "c d")]
     for batch in (first, second):
         for a, b in zip(reuse.score(batch), plain.score(batch), strict=True):
             for x, y in zip(a, b, strict=True):
                 assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
-    assert reuse._prefix is not None and len(reuse._prefix[0]) > len(preamble)
+    assert reuse._prefix is not None and len(reuse._prefix[0]) > 36

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,12 @@ class Backend(Protocol):
     def generate(self, jobs: Sequence[GenerationJob]) -> list[tuple[str, ...]]:
         """`n` texts per job, each cut before the first stop sequence, in order."""
         ...
+
+
+@runtime_checkable
+class OnePassBackend(Protocol):
+    """A backend that takes scoring and generation work in one call (vLLM: one engine pass)."""
+
+    def score_and_generate(
+        self, groups: Sequence[ScoringGroup], jobs: Sequence[GenerationJob]
+    ) -> tuple[list[tuple[TokenScore, ...]], list[tuple[str, ...]]]: ...

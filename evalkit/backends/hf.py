@@ -248,12 +248,13 @@ class HFBackend:
         free, _ = torch.cuda.mem_get_info(self.device)
         cfg = self.model.config
         hidden = int(getattr(cfg, "hidden_size", 4096))
-        inter = int(getattr(cfg, "intermediate_size", 4 * hidden))
-        width = torch.finfo(self._torch_dtype).bits // 8
-        # Activations of one layer at a time per token, plus a mask row of the window.
-        per_token = (6 * hidden + 3 * inter) * width + 4 * self._max_length
-        budget = int(free * 0.5 / per_token)
-        return max(2048, min(budget, 262144))
+        return gpu_token_budget(
+            int(free),
+            hidden=hidden,
+            intermediate=int(getattr(cfg, "intermediate_size", 4 * hidden)),
+            dtype_bytes=torch.finfo(self._torch_dtype).bits // 8,
+            window=self._max_length,
+        )
 
     def score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
         import torch
@@ -327,9 +328,8 @@ class HFBackend:
         )
         cols = [c - shared for c in cols]
         hidden = out.last_hidden_state
-        row_t = torch.tensor(rows, device=self.device)
-        col_t = torch.tensor(cols, device=self.device)
-        tgt_t = torch.tensor(targets, device=self.device)
+        # One host-to-device copy for all scored positions of the batch.
+        row_t, col_t, tgt_t = torch.tensor([rows, cols, targets], device=self.device)
         # Every continuation's first token is predicted by the same last context position:
         # project each distinct position once.
         flat = row_t * hidden.shape[1] + col_t
@@ -354,8 +354,10 @@ class HFBackend:
             best_parts.append(best)
         lse = torch.cat(lse_parts)[slot]
         best = torch.cat(best_parts)[slot]
-        token_lp = (target_logit - lse).double().cpu().tolist()
-        greedy = (best == tgt_t).cpu().tolist()
+        # And one copy back: log-probs and greedy hits together.
+        back = torch.stack([(target_logit - lse).double(), (best == tgt_t).double()]).cpu()
+        token_lp = back[0].tolist()
+        greedy = [x > 0.5 for x in back[1].tolist()]
         results: list[tuple[TokenScore, ...]] = []
         i = 0
         for g in groups:
@@ -411,7 +413,8 @@ class HFBackend:
         cache = copy.deepcopy(self._prefix[1])
         extra = len(self._prefix[0]) - len(prefix)
         if extra:
-            cache.crop(-extra)  # a negative count removes tokens in every transformers version
+            # A negative count removes that many tokens (transformers 5 refuses positive ones).
+            cache.crop(-extra)
         if rows > 1:
             cache.batch_repeat_interleave(rows)
         return cache
@@ -501,6 +504,25 @@ def _load_transformers(path: Path, dtype: Any) -> Any:
             "refusing to score a partly random model"
         )
     return model
+
+
+# Share of the free GPU memory one scoring batch may take (the rest: allocator slack, the
+# prefix cache, the vocabulary projection's slices).
+BUDGET_FRACTION = 0.5
+MIN_BUDGET = 2048
+MAX_BUDGET = 262144
+
+
+def gpu_token_budget(
+    free_bytes: int, *, hidden: int, intermediate: int, dtype_bytes: int, window: int
+) -> int:
+    """Padded tokens per scoring batch that fit in `free_bytes` of GPU memory.
+
+    Per token: one layer's activations at a time (residual, attention in/out, MLP in/out),
+    plus one row of the packed 4D mask (a float per key of the window)."""
+    per_token = (6 * hidden + 3 * intermediate) * dtype_bytes + 4 * window
+    budget = int(free_bytes * BUDGET_FRACTION / per_token)
+    return max(MIN_BUDGET, min(budget, MAX_BUDGET))
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -1,0 +1,500 @@
+"""vLLM backend: one offline `vllm.LLM` engine per run, fed the token ids evalkit's engine made.
+
+Written against vLLM's V1 offline API (`LLM.generate`, `SamplingParams`, `TokensPrompt`,
+`RequestOutput`/`CompletionOutput`, `Logprob`), with feature detection for the newer fields:
+
+- one-token continuations (multiple choice): one request per context with `max_tokens=1` and
+  the exact log-probs of the choice tokens (`logprob_token_ids`, vLLM PR #34539). Nothing asks
+  for prompt log-probs, so the few-shot preamble comes from the prefix cache. Older versions:
+  top-k `logprobs`, and any choice outside the top k is scored exactly through prompt log-probs.
+- longer continuations (up to `trace_max_tokens`): forced decoding of the continuation after the
+  context (`trace_decode_token_ids`, PR #46701), whose log-probs and ranks are those of the real
+  distribution, again prefix-cache friendly. Longer ones, and everything on older versions:
+  prompt log-probs of context + continuation (`prompt_logprobs=0`, `flat_logprobs=True`,
+  `detokenize=False`).
+- prompt log-probs skip reading the prefix cache (`skip_reading_prefix_cache=True` where it
+  exists; earlier V1 skips it anyway, PR #17251), so they never depend on what ran before
+  (vLLM #42019).
+
+vLLM is imported lazily, only when the backend is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+from evalkit.backends.hf import HFTokenizer, cut_at_stop, load_tokenizer
+from evalkit.errors import EvalkitError
+from evalkit.fingerprint import model_fingerprint
+
+# vLLM caps `logprob_token_ids` at this many ids per request (MAX_LOGPROB_TOKEN_IDS).
+MAX_CHOICE_IDS = 128
+# Bytes per (token, vocabulary entry) that prompt log-probs hold at their peak (vLLM #5907).
+PROMPT_LOGPROB_BYTES = 6
+
+
+@dataclass(frozen=True)
+class VLLMOptions:
+    """Engine settings, fixed for the run (the engine is built once)."""
+
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    # Tokens per engine step; None derives it from `scoring_memory_gib` and the vocabulary.
+    max_num_batched_tokens: int | None = None
+    # Room for prompt log-probs' peak (tokens x vocabulary x 6 bytes) per engine step.
+    scoring_memory_gib: float = 2.0
+    enable_prefix_caching: bool = True
+    dtype: str = "auto"
+    seed: int = 0
+    # Top-k log-probs per step on versions without `logprob_token_ids`.
+    top_k_logprobs: int = 20
+    # Continuations up to this long are forced-decoded after a cached context; longer ones
+    # (rolling windows, whole-text probes) are one prefill with prompt log-probs, which beats
+    # hundreds of decode steps when there is little context to reuse.
+    trace_max_tokens: int = 64
+    # Tokens of work handed to vLLM per `generate` call (the engine's "batch"): bounds host
+    # memory and how much an interrupted run loses.
+    wave_tokens: int = 1 << 20
+
+
+def parse_options(pairs: Sequence[str], dtype: str = "auto") -> VLLMOptions:
+    """`KEY=VALUE` strings (the CLI's `--vllm-option`) into options; unknown keys and bad
+    values are one-line errors."""
+    fields = {f.name: f for f in dataclasses.fields(VLLMOptions)}
+    values: dict[str, Any] = {} if dtype == "auto" else {"dtype": dtype}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise EvalkitError(
+                f"bad vLLM option {pair!r}: use KEY=VALUE with KEY one of {', '.join(fields)}"
+            )
+        default = fields[key].default
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                values[key] = raw.lower() in ("true", "1")
+            elif isinstance(default, float):
+                values[key] = float(raw)
+            elif isinstance(default, str):
+                values[key] = raw
+            else:  # int, or int | None
+                values[key] = None if raw.lower() == "none" else int(raw)
+        except ValueError:
+            raise EvalkitError(f"bad value for vLLM option {key}: {raw!r}") from None
+    return VLLMOptions(**values)
+
+
+@dataclass(frozen=True)
+class VLLMFeatures:
+    """Which optional `SamplingParams` fields the installed vLLM has."""
+
+    logprob_token_ids: bool
+    trace_decode: bool
+    flat_logprobs: bool
+    skip_reading_prefix_cache: bool
+
+    @property
+    def describe(self) -> str:
+        on = [k for k, v in self.__dict__.items() if v]
+        return ",".join(on) or "none"
+
+
+def detect_features(sampling_params_cls: Any) -> VLLMFeatures:
+    fields: set[str] = set(getattr(sampling_params_cls, "__struct_fields__", ()) or ())
+    # A type without a signature (TypeError/ValueError) offers only its struct fields.
+    with contextlib.suppress(TypeError, ValueError):
+        fields |= set(inspect.signature(sampling_params_cls).parameters)
+    return VLLMFeatures(
+        logprob_token_ids="logprob_token_ids" in fields,
+        trace_decode="trace_decode_token_ids" in fields,
+        flat_logprobs="flat_logprobs" in fields,
+        skip_reading_prefix_cache="skip_reading_prefix_cache" in fields,
+    )
+
+
+def scoring_step_tokens(vocab_size: int, memory_gib: float, max_model_len: int) -> int:
+    """Tokens per engine step such that prompt log-probs' peak fits `memory_gib`; at least
+    2048 and a multiple of 256 (chunked prefill splits longer prompts)."""
+    raw = int(memory_gib * (1 << 30) / (max(vocab_size, 1) * PROMPT_LOGPROB_BYTES))
+    tokens = max(2048, raw // 256 * 256)
+    return min(tokens, max(2048, 8 * max_model_len, 65536))
+
+
+def _lp(position: Any, token: int) -> tuple[float, int | None]:
+    """(log-prob, rank) of `token` in one position's {token id: Logprob} mapping."""
+    if not position or token not in position:
+        raise KeyError(token)
+    entry = position[token]
+    return float(entry.logprob), entry.rank
+
+
+# What a finished request's output is turned into, by the request that asked for it.
+Handler = Callable[[Any], None]
+
+
+# A prompt-log-prob request holds context + continuation (one token more than the window the
+# engine checks) and still generates one token: keep both inside max_model_len whatever way
+# the installed vLLM counts the limit.
+PROMPT_ROOM = 2
+
+
+def usable_window(window: int, options: VLLMOptions) -> int:
+    """The longest request evalkit sends vLLM (tasks size their prompts to it too)."""
+    return min(options.max_model_len or window, window) - PROMPT_ROOM
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        options: VLLMOptions | None = None,
+        tokenizer: HFTokenizer | None = None,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError as exc:
+            raise EvalkitError(
+                f"vLLM is not importable ({exc}); install evalkit[vllm] on a GPU machine"
+            ) from None
+        import transformers
+
+        from evalkit.backends.hf import _window
+
+        self._vllm = vllm
+        self.options = opts = options or VLLMOptions()
+        path = Path(checkpoint)
+        self._tokenizer = tokenizer or load_tokenizer(path)
+        self.checkpoint = path
+        self._fingerprint = model_fingerprint(path)
+        self.features = detect_features(vllm.SamplingParams)
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        window = _window(config, self._tokenizer.raw)
+        model_len = min(opts.max_model_len or window, window)
+        self._max_length = usable_window(window, opts)
+        vocab = int(getattr(config, "vocab_size", 0) or self._tokenizer.vocab_size)
+        step = opts.max_num_batched_tokens or scoring_step_tokens(
+            vocab, opts.scoring_memory_gib, model_len
+        )
+        kwargs: dict[str, Any] = {
+            "model": str(path),
+            "tokenizer": str(path),
+            "dtype": opts.dtype,
+            "seed": opts.seed,
+            "tensor_parallel_size": opts.tensor_parallel_size,
+            "gpu_memory_utilization": opts.gpu_memory_utilization,
+            "max_model_len": model_len,
+            "max_num_batched_tokens": step,
+            "enable_prefix_caching": opts.enable_prefix_caching,
+            "max_logprobs": max(20, opts.top_k_logprobs),
+        }
+        if opts.data_parallel_size > 1:
+            kwargs["data_parallel_size"] = opts.data_parallel_size
+        self.engine_args = kwargs
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EvalkitError(f"vLLM could not load {path}: {first}") from None
+
+    # -- Backend protocol ----------------------------------------------------------------
+    @property
+    def tokenizer(self) -> HFTokenizer:
+        return self._tokenizer
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def settings(self) -> Mapping[str, str]:
+        return {
+            "backend": "vllm",
+            "vllm": str(getattr(self._vllm, "__version__", "unknown")),
+            "dtype": self.options.dtype,
+            "max_length": str(self._max_length),
+            "tensor_parallel_size": str(self.options.tensor_parallel_size),
+            "features": self.features.describe,
+        }
+
+    @property
+    def token_budget(self) -> int:
+        return self.options.wave_tokens
+
+    def score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        scores, _ = self.score_and_generate(groups, [])
+        return scores
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list[tuple[str, ...]]:
+        _, texts = self.score_and_generate([], jobs)
+        return texts
+
+    # -- one pass ------------------------------------------------------------------------
+    def score_and_generate(
+        self, groups: Sequence[ScoringGroup], jobs: Sequence[GenerationJob]
+    ) -> tuple[list[tuple[TokenScore, ...]], list[tuple[str, ...]]]:
+        """Scoring and generation requests go to the engine in one `generate` call."""
+        # token[(group, continuation)] -> per-token (log-prob, greedy)
+        found: dict[tuple[int, int], list[tuple[float, bool] | None]] = {}
+        for gi, g in enumerate(groups):
+            for ci, cont in enumerate(g.continuations):
+                found[(gi, ci)] = [None] * len(cont)
+        texts: list[tuple[str, ...] | None] = [None] * len(jobs)
+        requests: list[tuple[tuple[int, ...], Any, Handler]] = []
+        retry: list[tuple[int, int]] = []
+        for gi, g in enumerate(groups):
+            requests.extend(self._scoring_requests(gi, g, found, retry))
+        for ji, job in enumerate(jobs):
+            requests.append(self._generation_request(ji, job, texts))
+        self._submit(requests)
+        if retry:  # choices outside the top k on versions without `logprob_token_ids`
+            again = []
+            for gi, ci in sorted(set(retry)):
+                g = groups[gi]
+                again.append(self._prompt_request(gi, ci, g.context, g.continuations[ci], found))
+            self._submit(again)
+        scores: list[tuple[TokenScore, ...]] = []
+        for gi, g in enumerate(groups):
+            row = []
+            for ci, cont in enumerate(g.continuations):
+                steps = found[(gi, ci)]
+                if any(s is None for s in steps):
+                    raise RuntimeError(f"vLLM returned no log-prob for a {len(cont)}-token answer")
+                lps = tuple(s[0] for s in steps if s is not None)
+                hits = tuple(s[1] for s in steps if s is not None)
+                row.append(
+                    TokenScore(
+                        logprob=math.fsum(lps),
+                        n_tokens=len(cont),
+                        is_greedy=all(hits),
+                        token_logprobs=lps,
+                        token_greedy=hits,
+                    )
+                )
+            scores.append(tuple(row))
+        out_texts = []
+        for t in texts:
+            if t is None:  # pragma: no cover - every request has a handler
+                raise RuntimeError("vLLM returned no text for a generation job")
+            out_texts.append(t)
+        return scores, out_texts
+
+    def _submit(self, requests: list[tuple[tuple[int, ...], Any, Handler]]) -> None:
+        if not requests:
+            return
+        # Prompts sharing a prefix go next to each other, so the prefix cache serves them;
+        # the handlers put results back where they belong, whatever the order.
+        order = sorted(range(len(requests)), key=lambda i: requests[i][0])
+        prompts = [self._prompt(requests[i][0]) for i in order]
+        params = [requests[i][1] for i in order]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        if len(outputs) != len(order):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(order)} prompts")
+        for i, out in zip(order, outputs, strict=True):
+            requests[i][2](out)
+
+    def _prompt(self, ids: tuple[int, ...]) -> Any:
+        # `TokensPrompt` is a TypedDict in vLLM: the dict it makes is the prompt.
+        maker: Any = getattr(self._vllm, "TokensPrompt", None)
+        if maker is None:  # pragma: no cover - layouts without the top-level name
+            return {"prompt_token_ids": list(ids)}
+        return maker(prompt_token_ids=list(ids))
+
+    def _params(self, **kwargs: Any) -> Any:
+        return self._vllm.SamplingParams(**kwargs)
+
+    def _scoring_requests(
+        self,
+        gi: int,
+        g: ScoringGroup,
+        found: dict[tuple[int, int], list[tuple[float, bool] | None]],
+        retry: list[tuple[int, int]],
+    ) -> list[tuple[tuple[int, ...], Any, Handler]]:
+        out: list[tuple[tuple[int, ...], Any, Handler]] = []
+        single = [ci for ci, c in enumerate(g.continuations) if len(c) == 1]
+        multi = [ci for ci, c in enumerate(g.continuations) if len(c) > 1]
+        if single:
+            choices = sorted({g.continuations[ci][0] for ci in single})
+            owners = {t: [ci for ci in single if g.continuations[ci][0] == t] for t in choices}
+            if self.features.logprob_token_ids:
+                # Some versions count the ids against `max_logprobs` too: stay under both.
+                per = min(MAX_CHOICE_IDS, self.engine_args["max_logprobs"])
+                for start in range(0, len(choices), per):
+                    chunk = choices[start : start + per]
+                    params = self._params(
+                        max_tokens=1,
+                        temperature=0.0,
+                        logprob_token_ids=chunk,
+                        detokenize=False,
+                    )
+                    out.append((g.context, params, self._choices_handler(gi, chunk, owners, found)))
+            else:
+                params = self._params(
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=self.options.top_k_logprobs,
+                    detokenize=False,
+                )
+                out.append(
+                    (g.context, params, self._topk_handler(gi, choices, owners, found, retry))
+                )
+        for ci in multi:
+            cont = g.continuations[ci]
+            if self.features.trace_decode and len(cont) <= self.options.trace_max_tokens:
+                params = self._params(
+                    max_tokens=len(cont),
+                    temperature=0.0,
+                    trace_decode_token_ids=list(cont),
+                    logprobs=0,
+                    ignore_eos=True,
+                    detokenize=False,
+                )
+                out.append((g.context, params, self._trace_handler(gi, ci, cont, found)))
+            else:
+                out.append(self._prompt_request(gi, ci, g.context, cont, found))
+        return out
+
+    def _prompt_request(
+        self,
+        gi: int,
+        ci: int,
+        context: tuple[int, ...],
+        cont: tuple[int, ...],
+        found: dict[tuple[int, int], list[tuple[float, bool] | None]],
+    ) -> tuple[tuple[int, ...], Any, Handler]:
+        kwargs: dict[str, Any] = {
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "prompt_logprobs": 0,
+            "detokenize": False,
+        }
+        if self.features.flat_logprobs:
+            kwargs["flat_logprobs"] = True
+        if self.features.skip_reading_prefix_cache:
+            # Never read cached prompt blocks for prompt log-probs (vLLM #42019).
+            kwargs["skip_reading_prefix_cache"] = True
+        n_ctx = len(context)
+
+        def handle(out: Any) -> None:
+            plps = out.prompt_logprobs
+            if plps is None:
+                raise RuntimeError("vLLM returned no prompt log-probs")
+            # prompt_logprobs[0] is None (nothing predicts the first prompt token); entry i
+            # holds the distribution that predicted prompt token i.
+            steps = found[(gi, ci)]
+            for j, tok in enumerate(cont):
+                lp, rank = _lp(plps[n_ctx + j], tok)
+                steps[j] = (lp, rank == 1)
+
+        return (context + cont, self._params(**kwargs), handle)
+
+    def _choices_handler(
+        self,
+        gi: int,
+        chunk: list[int],
+        owners: dict[int, list[int]],
+        found: dict[tuple[int, int], list[tuple[float, bool] | None]],
+    ) -> Handler:
+        def handle(out: Any) -> None:
+            completion = out.outputs[0]
+            position = completion.logprobs[0]
+            best = completion.token_ids[0]  # greedy: the argmax
+            for tok in chunk:
+                lp, _ = _lp(position, tok)
+                for ci in owners[tok]:
+                    found[(gi, ci)][0] = (lp, tok == best)
+
+        return handle
+
+    def _topk_handler(
+        self,
+        gi: int,
+        choices: list[int],
+        owners: dict[int, list[int]],
+        found: dict[tuple[int, int], list[tuple[float, bool] | None]],
+        retry: list[tuple[int, int]],
+    ) -> Handler:
+        def handle(out: Any) -> None:
+            completion = out.outputs[0]
+            position = completion.logprobs[0]
+            best = completion.token_ids[0]
+            for tok in choices:
+                if position and tok in position:
+                    lp = float(position[tok].logprob)
+                    for ci in owners[tok]:
+                        found[(gi, ci)][0] = (lp, tok == best)
+                else:
+                    retry.extend((gi, ci) for ci in owners[tok])
+
+        return handle
+
+    def _trace_handler(
+        self,
+        gi: int,
+        ci: int,
+        cont: tuple[int, ...],
+        found: dict[tuple[int, int], list[tuple[float, bool] | None]],
+    ) -> Handler:
+        def handle(out: Any) -> None:
+            completion = out.outputs[0]
+            if list(completion.token_ids) != list(cont):
+                raise RuntimeError("vLLM did not replay the forced continuation tokens")
+            steps = found[(gi, ci)]
+            for j, tok in enumerate(cont):
+                lp, rank = _lp(completion.logprobs[j], tok)
+                steps[j] = (lp, rank == 1)
+
+        return handle
+
+    def _generation_request(
+        self, ji: int, job: GenerationJob, texts: list[tuple[str, ...] | None]
+    ) -> tuple[tuple[int, ...], Any, Handler]:
+        kwargs: dict[str, Any] = {
+            "n": job.n,
+            "temperature": job.temperature,
+            "max_tokens": job.max_tokens,
+        }
+        stops = [s for s in job.stop if s]
+        if stops:
+            kwargs["stop"] = stops
+        if job.temperature > 0:
+            kwargs["seed"] = job.seed
+
+        def handle(out: Any) -> None:
+            done = sorted(out.outputs, key=lambda c: c.index)
+            if len(done) != job.n:
+                raise RuntimeError(f"vLLM returned {len(done)} samples, asked {job.n}")
+            texts[ji] = tuple(cut_at_stop(c.text, job.stop) for c in done)
+
+        return (job.prompt, self._params(**kwargs), handle)
+
+
+def vllm_available() -> bool:
+    """A CUDA device is visible and vLLM imports (what `--backend auto` needs to pick it)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return True
