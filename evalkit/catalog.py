@@ -120,14 +120,29 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(root: str | Path) -> Any:
-    """An in-memory DuckDB connection with the catalog views over the runs under `root`."""
+def _resolve_runs(source: str | Path | Sequence[Path]) -> list[Path]:
+    """A folder means every complete run under it; a sequence names the runs themselves."""
+    if isinstance(source, str | Path):
+        paths = catalog_runs(Path(source))
+        if not paths:
+            raise EvalkitError(f"no complete runs under {source}")
+        return paths
+    paths = [Path(p).resolve() for p in source]
+    for p in paths:
+        if not is_run(p):
+            raise EvalkitError(f"not a complete run: {p}")
+    if not paths:
+        raise EvalkitError("no runs given")
+    return paths
+
+
+def connect(source: str | Path | Sequence[Path]) -> Any:
+    """An in-memory DuckDB connection with the catalog views over the runs under a folder, or
+    over the given run directories."""
     import duckdb
     import pandas as pd
 
-    paths = catalog_runs(Path(root))
-    if not paths:
-        raise EvalkitError(f"no complete runs under {root}")
+    paths = _resolve_runs(source)
     manifests = []
     for p in paths:
         try:
@@ -183,7 +198,7 @@ def query(sql: str, root: str | Path) -> QueryResult:
 
 
 def trajectory(
-    root: str | Path,
+    root: str | Path | Sequence[Path],
     *,
     level: str = "family",
     metrics: Sequence[str] | None = None,
@@ -193,7 +208,8 @@ def trajectory(
 ) -> Any:
     """Scores over training: one row per (run, family or task, metric), ordered by step.
 
-    For the report's trajectory plots. `level="family"` gives the `family:<name>` aggregate
+    For the report's trajectory plots (`root`: a folder of runs, or the run directories).
+    `level="family"` gives the `family:<name>` aggregate
     rows (named by family), `level="task"` the per-task rows. `metrics`, `names` (families or
     tasks), `suite` and `ckpt_run` (the provenance's run name) filter. Columns: `ckpt_run`,
     `step`, `tokens_seen`, `checkpoint`, `run`, `suite`, `chat_template`, `name`, `family`,

@@ -71,6 +71,12 @@ def test_trajectory_orders_scores_by_step(runs: Path) -> None:
     assert list(per_task["value"]) == pytest.approx([1.75, 1.5, 1.0])
     with pytest.raises(EvalkitError, match="level"):
         trajectory(runs, level="suite")
+    # The report passes its runs themselves rather than a folder: same rows, only those runs.
+    chosen = [runs / "train" / "ckpt-1000", runs / "train" / "ckpt-500"]
+    two = trajectory(chosen, level="task", metrics=["acc"])
+    assert list(two["step"]) == [500, 1000] and list(two["value"]) == [0.25, 0.5]
+    with pytest.raises(EvalkitError, match="not a complete run"):
+        trajectory([runs], level="task")
 
 
 def test_bad_sql_and_empty_folders_are_one_line_errors(runs: Path, tmp_path: Path) -> None:

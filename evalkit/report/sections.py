@@ -735,6 +735,29 @@ def _position(ctx: ReportContext) -> tuple[str, list[float]]:
     return "run (order given)", [float(i) for i in range(len(ctx.runs))]
 
 
+def _catalog_families(ctx: ReportContext) -> Callable[[int, str, str], Row | None]:
+    """Family rows of every run through the run catalog (DuckDB over the runs' parquet files,
+    `evalkit.catalog.trajectory`), looked up by (run index, family, metric)."""
+    from evalkit.catalog import trajectory
+
+    frame = trajectory([r.path for r in ctx.runs], level="family")
+    found = {
+        (str(t.run), str(t.name), str(t.metric)): Row(
+            FAMILY_PREFIX + str(t.name),
+            str(t.family),
+            str(t.metric),
+            float(t.value),
+            float(t.ci_low),
+            float(t.ci_high),
+            int(t.n),
+            bool(t.higher_is_better),
+        )
+        for t in frame.itertuples(index=False)
+    }
+    keys = [str(Path(r.path).resolve()) for r in ctx.runs]
+    return lambda i, fam, metric: found.get((keys[i], fam, metric))
+
+
 def trajectories(ctx: ReportContext) -> Section:
     title = "Trajectories over training"
     if len(ctx.runs) < 2:
@@ -745,11 +768,12 @@ def trajectories(ctx: ReportContext) -> Section:
     by_metric: dict[str, list[str]] = {}
     for fam, r in ref.items():
         by_metric.setdefault(r.metric, []).append(fam)
+    at = _catalog_families(ctx)
     blocks: list[Any] = []
     for metric, fams in by_metric.items():
         series = []
         for fam in fams:
-            got = [_lookup(ctx.runs[i], FAMILY_PREFIX + fam, metric) for i in order]
+            got = [at(i, fam, metric) for i in order]
             keep = [(xs[i], g) for i, g in zip(order, got, strict=True) if g is not None]
             if keep:
                 series.append(
@@ -777,7 +801,7 @@ def trajectories(ctx: ReportContext) -> Section:
         (
             f"`{ctx.labels[i]}`",
             f"{xs[i]:.4g}",
-            *(ci(_lookup(ctx.runs[i], FAMILY_PREFIX + f, r.metric)) for f, r in ref.items()),
+            *(ci(at(i, f, r.metric)) for f, r in ref.items()),
         )
         for i in order
     )
