@@ -22,21 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.provenance import SLICE_FIELDS
 from evalkit.scoring import FAMILY_PREFIX
 from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run
 
 VIEWS = ("runs", "scores", "samples", "slices")
-_SLICE_FIELDS = (
-    "name",
-    "tokens",
-    "share",
-    "source",
-    "license",
-    "language",
-    "domain",
-    "quality",
-    "repeats",
-)
 
 
 @dataclass(frozen=True)
@@ -112,7 +102,7 @@ def _slice_rows(path: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for s in prov.get("slices") or []:
         if isinstance(s, dict):
-            rows.append({"run": str(path), **{k: s.get(k) for k in _SLICE_FIELDS}})
+            rows.append({"run": str(path), **{k: s.get(k) for k in SLICE_FIELDS}})
     return rows
 
 
@@ -155,7 +145,7 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
     runs["created"] = pd.to_datetime(runs["created"], utc=True, errors="coerce")
     slices = pd.DataFrame(
         [r for p, m in zip(paths, manifests, strict=True) for r in _slice_rows(p, m)],
-        columns=["run", *_SLICE_FIELDS],
+        columns=["run", *SLICE_FIELDS],
     )
     files = pd.DataFrame(
         [{"run": str(p), "scores": str(p / SCORES), "samples": str(p / SAMPLES)} for p in paths]

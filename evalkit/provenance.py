@@ -23,7 +23,7 @@ READABLE_VERSIONS = (1, 2)
 SHARE_SUM_TOLERANCE = 0.01
 
 _CHECKPOINT_FIELDS = ("run", "step", "tokens_seen", "parent", "mix_id", "tuning")
-_SLICE_FIELDS = (
+SLICE_FIELDS = (
     "name",
     "tokens",
     "share",
@@ -83,7 +83,7 @@ class Provenance:
         """The manifest's form: plain data, fields in schema order, absent values omitted."""
         ckpt = {k: getattr(self.checkpoint, k) for k in _CHECKPOINT_FIELDS}
         slices = [
-            {k: getattr(s, k) for k in _SLICE_FIELDS if getattr(s, k) is not None}
+            {k: getattr(s, k) for k in SLICE_FIELDS if getattr(s, k) is not None}
             for s in self.slices
         ]
         return {
@@ -164,7 +164,7 @@ def _slice(raw: Any, i: int, base: Path, check_files: bool) -> SliceInfo:
     w = f"slices[{i}]."
     if not isinstance(raw, dict):
         raise _Bad(f"slices[{i}]", "must be a mapping")
-    _unknown(raw, _SLICE_FIELDS, w)
+    _unknown(raw, SLICE_FIELDS, w)
     name = _str(raw, "name", w, required=True)
     tokens = _num(raw, "tokens", w, required=True, integer=True)
     share = _num(raw, "share", w, required=True, high=1.0)
