@@ -255,19 +255,32 @@ class Engine:
                 for u in set(units):
                     waiting[u].append(h)
             unit_scores: dict[Unit, TokenScore] = {}
+
+            def finish_generation(
+                jobs_batch: list[tuple[str, GenerationJob]], texts: Sequence[Sequence[str]]
+            ) -> None:
+                done: dict[str, Response] = {}
+                for (h, job), out in zip(jobs_batch, texts, strict=True):
+                    if len(out) != job.n:
+                        raise RuntimeError(f"backend returned {len(out)} samples, asked {job.n}")
+                    done[h] = GenerateResult(texts=tuple(out))
+                self._store(done, keys, responses)
+                advance(len(jobs_batch))
+
             one_pass = isinstance(self.backend, OnePassBackend)
             if one_pass:
                 # Scoring and generation reach the backend together, one wave at a time.
                 waves = max(len(batches), len(gen_batches))
                 batches += [[] for _ in range(waves - len(batches))]
                 gen_batches += [[] for _ in range(waves - len(gen_batches))]
-                early: list[list[tuple[str, ...]]] = []
             for wave, batch in enumerate(batches):
-                if one_pass:
-                    jobs_now = [j for _, j in gen_batches[wave]]
-                    assert isinstance(self.backend, OnePassBackend)
-                    results, texts_now = self.backend.score_and_generate(batch, jobs_now)
-                    early.append(texts_now)
+                if isinstance(self.backend, OnePassBackend):
+                    jobs_now = gen_batches[wave]
+                    results, texts_now = self.backend.score_and_generate(
+                        batch, [j for _, j in jobs_now]
+                    )
+                    # Stored with the wave's scores, so a killed run keeps them too.
+                    finish_generation(jobs_now, texts_now)
                 else:
                     results = self.backend.score(batch)
                 done: dict[str, Response] = {}
@@ -283,18 +296,9 @@ class Engine:
                                 done[h] = _assemble(unique[h], missing_units[h], unit_scores)
                     advance(len(group.continuations))
                 self._store(done, keys, responses)
-            for wave, jobs_batch in enumerate(gen_batches):
-                if one_pass:
-                    texts = early[wave]
-                else:
-                    texts = self.backend.generate([j for _, j in jobs_batch])
-                done = {}
-                for (h, job), out in zip(jobs_batch, texts, strict=True):
-                    if len(out) != job.n:
-                        raise RuntimeError(f"backend returned {len(out)} samples, asked {job.n}")
-                    done[h] = GenerateResult(texts=tuple(out))
-                self._store(done, keys, responses)
-                advance(len(jobs_batch))
+            if not one_pass:
+                for jobs_batch in gen_batches:
+                    finish_generation(jobs_batch, self.backend.generate([j for _, j in jobs_batch]))
 
         missing = [h for h in unique if h not in responses]
         if missing:  # pragma: no cover - would be an engine bug

@@ -184,3 +184,35 @@ def test_token_logprobs_survive_the_cache(tmp_path: Path) -> None:
     first = Engine(FakeBackend(), cache, QUIET).run([req])
     second = Engine(FakeBackend(), cache, QUIET).run([req])
     assert second.stats.reused == 1 and first.responses == second.responses
+
+
+class _OnePass(FakeBackend):
+    """The fake backend taking scoring and generation together (as vLLM's does), dying on
+    its second wave: what a killed one-pass run leaves in the cache."""
+
+    waves = 0
+
+    def score_and_generate(self, groups, jobs):  # type: ignore[no-untyped-def]
+        self.waves += 1
+        if self.waves == 2:
+            raise KeyboardInterrupt
+        return self.score(groups), self.generate(jobs)
+
+
+def test_a_killed_one_pass_run_keeps_each_finished_wave_generations(tmp_path: Path) -> None:
+    # A small budget: several waves of scoring and of generation.
+    reqs = [Generate(f"prompt {i} " * 4, max_tokens=8) for i in range(6)]
+    reqs += [Loglikelihood(f"context {i} " * 4, " x") for i in range(6)]
+    cache = ResultCache(tmp_path / "c.sqlite")
+    backend = _OnePass(generate_fn=lambda p, i: "out", token_budget=40)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(backend, cache, QUIET).run(reqs)
+    assert backend.waves == 2 and len(backend.generate_calls) == 1
+    first_wave = backend.generate_calls[0]
+    assert 0 < first_wave < 6
+    again = Engine(FakeBackend(generate_fn=lambda p, i: "out", token_budget=40), cache, QUIET)
+    result = again.run(reqs)
+    generated_before = sum(1 for r in reqs[:6] if result.responses[r.hash].texts == ("out",))
+    assert generated_before == 6
+    # The first wave's scores and generations were both kept.
+    assert result.stats.reused >= first_wave + 1
