@@ -49,6 +49,8 @@ sys.path.insert(0, str(HERE))
 
 import vs_lmeval as common  # noqa: E402 - the shared tokenizer and task recipes
 
+from evalkit.backends.vllm import vllm_available  # noqa: E402 - cheap: vLLM loads lazily
+
 TINYLLAMA: dict[str, Any] = {
     "vocab_size": common.VOCAB_SIZE,
     "hidden_size": 2048,
@@ -233,18 +235,6 @@ def run_child(args: argparse.Namespace, harness: str, task: str, limit: int, log
     return Row(task, harness, limit, float(json.loads(lines[-1])["wall_s"]), 0)
 
 
-def vllm_importable() -> bool:
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return False
-        import vllm  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
 def print_table(rows: Sequence[Row], forward: float, device_name: str) -> None:
     print(f"\ndevice: {device_name}; plain batched forward: {forward:,.0f} tokens/s\n")
     head = f"{'task':<22}{'harness':<14}{'docs':>6}{'wall s':>9}{'needed tok/s':>14}"
@@ -310,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         common.write_tasks(args.tasks_dir, n_docs, common.load_tokenizer(args.ckpt))
         stamp.write_text(str(n_docs))
     harnesses = [h for h in args.harnesses.split(",") if h]
-    if "evalkit-vllm" in harnesses and not vllm_importable():
+    if "evalkit-vllm" in harnesses and not vllm_available():
         print("evalkit-vllm: skipped (vLLM does not import here, or no GPU)")
         harnesses.remove("evalkit-vllm")
     forward = forward_rate(

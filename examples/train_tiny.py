@@ -9,8 +9,9 @@ Usage (the bundled checkpoint)::
     python examples/train_tiny.py --out examples/checkpoints/tiny-base
 
 Ablations override the mix, e.g. ``--mix arithmetic=0.5,kv=0.1,multilingual=0.1,code=0.1,prose=0.2``.
-Importing this module has no side effects; tests load the ``gen_<slice>`` functions,
-``NUMBER_WORDS`` and ``train_tokenizer`` from the file path.
+Importing this module has no side effects; tests load the ``gen_<slice>`` functions and
+``train_tokenizer`` from the file path. ``NUMBER_WORDS``, ``KV_KEYS`` and ``kv_fact_value`` come
+from evalkit, so the tasks and the training data share one copy.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# The tables the tasks read too (number words in 8 languages; the key-value slice's keys, each
+# one BPE token, and the facts variant's fixed values): one copy, owned by evalkit.
+from evalkit.tasks.generators import KV_FACT_KEYS as KV_KEYS
+from evalkit.tasks.generators import kv_fact_value
+from evalkit.tasks.probes.languages import NUMBER_WORDS
 
 if TYPE_CHECKING:  # heavy imports stay inside functions so importing the module is cheap
     import numpy as np
@@ -52,49 +59,6 @@ SLICE_META: dict[str, tuple[str, str]] = {
     "prose": ("en", "prose"),
 }
 
-# Number words 0..20, index = number. Latin: en, de, fr, es; Cyrillic: ru; Han: zh;
-# Arabic script: ar; Devanagari: hi.
-NUMBER_WORDS: dict[str, list[str]] = {
-    "en": [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-        "eighteen", "nineteen", "twenty",
-    ],
-    "de": [
-        "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
-        "zehn", "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn",
-        "achtzehn", "neunzehn", "zwanzig",
-    ],
-    "fr": [
-        "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix",
-        "onze", "douze", "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit",
-        "dix-neuf", "vingt",
-    ],
-    "es": [
-        "cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve",
-        "diez", "once", "doce", "trece", "catorce", "quince", "dieciséis", "diecisiete",
-        "dieciocho", "diecinueve", "veinte",
-    ],
-    "ru": [
-        "ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять",
-        "десять", "одиннадцать", "двенадцать", "тринадцать", "четырнадцать", "пятнадцать",
-        "шестнадцать", "семнадцать", "восемнадцать", "девятнадцать", "двадцать",
-    ],
-    "zh": [
-        "零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十",
-        "十一", "十二", "十三", "十四", "十五", "十六", "十七", "十八", "十九", "二十",
-    ],
-    "ar": [
-        "صفر", "واحد", "اثنان", "ثلاثة", "أربعة", "خمسة", "ستة", "سبعة", "ثمانية", "تسعة",
-        "عشرة", "أحد عشر", "اثنا عشر", "ثلاثة عشر", "أربعة عشر", "خمسة عشر", "ستة عشر",
-        "سبعة عشر", "ثمانية عشر", "تسعة عشر", "عشرون",
-    ],
-    "hi": [
-        "शून्य", "एक", "दो", "तीन", "चार", "पाँच", "छह", "सात", "आठ", "नौ", "दस",
-        "ग्यारह", "बारह", "तेरह", "चौदह", "पंद्रह", "सोलह", "सत्रह", "अठारह", "उन्नीस", "बीस",
-    ],
-}  # fmt: skip
-
 
 # --------------------------------------------------------------------------------------------
 # Synthetic slices: each gen_<slice>(rng, n_docs) is a pure function of the rng state.
@@ -119,19 +83,6 @@ def gen_arithmetic(rng: random.Random, n_docs: int) -> list[str]:
     return docs
 
 
-# Keys are real 3-letter words rather than random letter triples: each becomes one BPE token,
-# so in-context lookup needs a one-token match, which a 1M-parameter model learns in minutes
-# (random triples split into 2-3 tokens stayed at chance within the CPU budget).
-KV_KEYS: tuple[str, ...] = (
-    "ant", "ape", "arm", "art", "ash", "bag", "bat", "bed", "bee", "box", "bus", "cab", "cap",
-    "car", "cat", "cow", "cup", "day", "den", "dog", "ear", "egg", "elf", "elk", "eye", "fan",
-    "fig", "fox", "gem", "gum", "hat", "hen", "hog", "hut", "ice", "ink", "jam", "jar", "jet",
-    "kit", "leg", "lid", "map", "mat", "mop", "mud", "mug", "net", "nut", "oak", "owl", "pan",
-    "pea", "pen", "pig", "pin", "pot", "rat", "ray", "rug", "sea", "sky", "sun", "tea", "tin",
-    "toe", "toy", "tub", "van", "web", "wig", "yak", "zoo",
-)  # fmt: skip
-
-
 def gen_kv(rng: random.Random, n_docs: int) -> list[str]:
     """3-8 records ``key {k} is {v}.`` then ``query {k}: {v}`` repeating one of them."""
     docs: list[str] = []
@@ -144,15 +95,6 @@ def gen_kv(rng: random.Random, n_docs: int) -> list[str]:
         lines.append(f"query {keys[i]}: {values[i]}")
         docs.append("\n".join(lines))
     return docs
-
-
-def kv_fact_value(key: str) -> int:
-    """The fixed value of ``key`` in the facts variant of the kv slice (``--kv-facts``).
-
-    A stable hash, so evalkit's ``kv_facts_mc`` generator recomputes the same table without
-    importing this script (a test checks they agree).
-    """
-    return 10 + int(hashlib.sha256(f"kv-fact:{key}".encode()).hexdigest(), 16) % 90
 
 
 def gen_kv_facts(rng: random.Random, n_docs: int) -> list[str]:

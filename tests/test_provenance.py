@@ -241,8 +241,18 @@ def test_kv_facts_task_matches_the_training_script() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert tuple(module.KV_KEYS) == KV_FACT_KEYS
-    assert all(module.kv_fact_value(k) == kv_fact_value(k) for k in KV_FACT_KEYS)
+    # The facts slice the mix checkpoints were trained on states each key's value as the task
+    # scores it, and uses only the task's keys.
+    import random as _random
+
+    stated = [
+        line for doc in module.gen_kv_facts(_random.Random(0), 200) for line in doc.splitlines()
+    ]
+    facts = [re.fullmatch(r"key (\w+) is (\d+)\.", line) for line in stated]
+    facts = [m for m in facts if m]
+    assert len(facts) > 200
+    assert {m.group(1) for m in facts} <= set(KV_FACT_KEYS)
+    assert all(int(m.group(2)) == kv_fact_value(m.group(1)) for m in facts)
 
 
 def test_report_over_a_mix_sweep_draws_the_attribution_heatmap(

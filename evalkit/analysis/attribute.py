@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.analysis.compare import CompareOptions, Comparison, compare_sides, unique_labels
+from evalkit.analysis.jsonsafe import json_safe
 from evalkit.analysis.runs import RunSide, side_from_run
 from evalkit.errors import EvalkitError
 from evalkit.provenance import Provenance, manifest_provenance
@@ -126,15 +127,6 @@ class AttributionReport:
         raise KeyError((family, slice_name))
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {str(k): clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
         out = {
             "runs": list(self.runs),
             "slices": list(self.slices),
@@ -157,7 +149,7 @@ class AttributionReport:
             "options": asdict(self.options),
             "warnings": list(self.warnings),
         }
-        result = clean(out)
+        result = json_safe(out)
         assert isinstance(result, dict)
         return result
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from evalkit import stats as S
+from evalkit.analysis.jsonsafe import json_safe
 from evalkit.analysis.runs import (
     MetricInfo,
     Pairing,
@@ -145,15 +146,6 @@ class CompareReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
         out = {
             "runs": [asdict(r) for r in self.runs],
             "options": asdict(self.options),
@@ -172,7 +164,7 @@ class CompareReport:
             "snr": [asdict(s) for s in self.snr],
             "warnings": list(self.warnings),
         }
-        result = clean(out)
+        result = json_safe(out)
         assert isinstance(result, dict)
         return result
 

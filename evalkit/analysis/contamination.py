@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.analysis.jsonsafe import json_safe
 from evalkit.errors import EvalkitError
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -191,16 +191,7 @@ class ContaminationReport:
         raise KeyError((task, slice_name))
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
-        out = clean(
+        out = json_safe(
             {
                 "target": self.target,
                 "n": self.n,

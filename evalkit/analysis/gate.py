@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from evalkit import stats as S
+from evalkit.analysis.jsonsafe import json_safe
 from evalkit.analysis.runs import (
     RunSide,
     cluster_labels,
@@ -282,15 +283,6 @@ class GateVerdict:
         return self.outcome == "pass"
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return None
-            if isinstance(x, dict):
-                return {k: clean(v) for k, v in x.items()}
-            if isinstance(x, list | tuple):
-                return [clean(v) for v in x]
-            return x
-
         out = {
             "outcome": self.outcome,
             "exit_code": self.exit_code,
@@ -302,7 +294,7 @@ class GateVerdict:
             "checks": [{**asdict(c), "improvement": c.improvement} for c in self.checks],
             "warnings": list(self.warnings),
         }
-        result = clean(out)
+        result = json_safe(out)
         assert isinstance(result, dict)
         return result
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
 from evalkit.errors import EvalkitError
 from evalkit.fingerprint import TOKENIZER_FILES, model_fingerprint, tokenizer_fingerprint
@@ -146,20 +147,7 @@ def checkpoint_window(checkpoint: str | Path, tokenizer: HFTokenizer) -> int:
     """The model's window from the checkpoint's config.json (cheap: no weights are read and no
     transformers config classes imported), by the rule the backend uses once loaded, so tasks
     and engine agree on it."""
-    path = Path(checkpoint) / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EvalkitError(f"unreadable config in {checkpoint}: {_first_line(exc)}") from None
-    return _window(_Attrs(config), tokenizer.raw)
-
-
-class _Attrs:
-    """A config.json mapping read through attributes, as `_window` reads a config object."""
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        for key, value in values.items():
-            setattr(self, key, _Attrs(value) if isinstance(value, Mapping) else value)
+    return _window(ConfigView(read_config(checkpoint)), tokenizer.raw)
 
 
 class HFBackend:

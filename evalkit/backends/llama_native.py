@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.errors import EvalkitError
 
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -39,7 +40,7 @@ class LlamaShape:
 
 def native_config(checkpoint: Path) -> tuple[LlamaShape | None, str]:
     """The checkpoint's shape when this module can run it exactly, else None and why not."""
-    cfg = json.loads((checkpoint / "config.json").read_text())
+    cfg = read_config(checkpoint)
     if cfg.get("model_type") != "llama":
         return None, f"model_type {cfg.get('model_type')!r} is not llama"
     if cfg.get("architectures") not in (None, ["LlamaForCausalLM"]):
@@ -73,13 +74,6 @@ def native_config(checkpoint: Path) -> tuple[LlamaShape | None, str]:
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
     )
     return shape, ""
-
-
-class _Config:
-    """config.json as attributes, for code that reads `model.config.<field>`."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
 
 
 @dataclass
@@ -124,7 +118,7 @@ class NativeLlama:
 
         self.checkpoint = checkpoint
         self.shape = shape
-        self.config = _Config(config)
+        self.config = ConfigView(config)
         self.w = weights
         dim = shape.head_dim
         self._inv_freq = 1.0 / (
@@ -328,5 +322,4 @@ def load_native(checkpoint: Path, shape: LlamaShape, dtype: Any) -> NativeLlama:
     kept = {n: weights[n].to(dtype) for n in needed}
     if shape.tie_embeddings:
         kept["lm_head.weight"] = kept["model.embed_tokens.weight"]
-    config = json.loads((checkpoint / "config.json").read_text())
-    return NativeLlama(checkpoint, shape, kept, config)
+    return NativeLlama(checkpoint, shape, kept, read_config(checkpoint))

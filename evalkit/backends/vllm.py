@@ -32,6 +32,7 @@ from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.backends.hf import HFTokenizer, cut_at_stop, load_tokenizer
+from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.errors import EvalkitError
 from evalkit.fingerprint import model_fingerprint
 
@@ -171,8 +172,6 @@ class VLLMBackend:
             raise EvalkitError(
                 f"vLLM is not importable ({exc}); install evalkit[vllm] on a GPU machine"
             ) from None
-        import transformers
-
         from evalkit.backends.hf import _window
 
         self._vllm = vllm
@@ -182,7 +181,8 @@ class VLLMBackend:
         self.checkpoint = path
         self._fingerprint = model_fingerprint(path)
         self.features = detect_features(vllm.SamplingParams)
-        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        # config.json by the rule `evalkit.score` sizes tasks with (`checkpoint_window`).
+        config = ConfigView(read_config(path))
         window = _window(config, self._tokenizer.raw)
         model_len = min(opts.max_model_len or window, window)
         self._max_length = usable_window(window, opts)

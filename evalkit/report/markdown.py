@@ -181,6 +181,22 @@ def _mark(call: str) -> str:
 _OUTCOME = {"pass": "✅ PASS", "regression": "❌ REGRESSION", "inconclusive": "⚠️ INCONCLUSIVE"}
 
 
+# The gate's table, in markdown here and on the console (report/tables.py).
+GATE_COLUMNS = (
+    "outcome",
+    "check",
+    "metric",
+    "baseline",
+    "candidate",
+    "Δ",
+    "CI (1−2α, uncorrected)",
+    "margin",
+    "n",
+    "MDE",
+    "why",
+)
+
+
 def _check_row(c: CheckResult) -> list[str]:
     return [
         _OUTCOME[c.outcome],
@@ -207,20 +223,7 @@ def gate_markdown(v: GateVerdict) -> str:
         + ", ".join(f"`{c}`" for c in v.candidate),
         "",
     ]
-    header = [
-        "outcome",
-        "check",
-        "metric",
-        "baseline",
-        "candidate",
-        "Δ",
-        "CI (1−2α, uncorrected)",
-        "margin",
-        "n",
-        "MDE",
-        "why",
-    ]
-    lines += _table(header, [_check_row(c) for c in v.checks])
+    lines += _table(GATE_COLUMNS, [_check_row(c) for c in v.checks])
     if v.warnings:
         lines += ["", *(f"> {w}" for w in v.warnings)]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from evalkit.analysis.compare import CompareReport, Comparison, DeltaRow, base_vs_chat
 from evalkit.analysis.gate import GateVerdict
-from evalkit.report.markdown import arrow, num, pval, signed
+from evalkit.report.markdown import GATE_COLUMNS, arrow, num, pval, signed
 
 _CALL_STYLE = {"better": "[green]▲[/]", "worse": "[red]▼[/]", "n.s.": "[dim]·[/]"}
 
@@ -130,19 +130,7 @@ def print_gate(v: GateVerdict, console: Console | None = None) -> None:
     table = Table(
         title=f"gate ({v.suite or 'policy'}): baseline {v.baseline_select}", title_justify="left"
     )
-    for col in (
-        "outcome",
-        "check",
-        "metric",
-        "baseline",
-        "candidate",
-        "Δ",
-        "CI (1−2α, uncorrected)",
-        "margin",
-        "n",
-        "MDE",
-        "why",
-    ):
+    for col in GATE_COLUMNS:
         table.add_column(col, overflow="fold")
     for c in v.checks:
         table.add_row(

@@ -1,13 +1,14 @@
 """Language data written by the project: number words and per-language templates.
 
-`NUMBER_WORDS` is a copy of the table in `examples/train_tiny.py` (the tiny checkpoint's
-multilingual slice); a test checks that the two agree. Every template is a `str.format` string;
+`NUMBER_WORDS` is also what `examples/train_tiny.py` writes the tiny checkpoint's multilingual
+slice from (it imports this table). Every template is a `str.format` string;
 `tests/test_transfer_*.py` renders each one in every language, so a missing key fails loudly.
 """
 
 from __future__ import annotations
 
-# Number words 0..20, index = number.
+# Number words 0..20, index = number. Latin: en, de, fr, es; Cyrillic: ru; Han: zh;
+# Arabic script: ar; Devanagari: hi.
 NUMBER_WORDS: dict[str, list[str]] = {
     "en": [
         "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
