@@ -64,11 +64,13 @@ def tokenizer_fingerprint(checkpoint: Path) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(checkpoint: Path) -> str:
+def model_fingerprint(checkpoint: Path, tokenizer: str | None = None) -> str:
+    """Config, weights and tokenizer. `tokenizer`: its fingerprint when already computed (the
+    loaded tokenizer carries it), so the tokenizer files are not hashed twice."""
     h = hashlib.sha256()
     config = checkpoint / "config.json"
     if config.is_file():
         h.update(config.read_bytes())
     h.update(weights_fingerprint(checkpoint).encode())
-    h.update(tokenizer_fingerprint(checkpoint).encode())
+    h.update((tokenizer or tokenizer_fingerprint(checkpoint)).encode())
     return h.hexdigest()

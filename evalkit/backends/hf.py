@@ -190,7 +190,7 @@ class HFBackend:
         self.model = model
         self.checkpoint = path
         self._tokenizer = hf_tokenizer
-        self._fingerprint = model_fingerprint(path)
+        self._fingerprint = model_fingerprint(path, hf_tokenizer.fingerprint)
         # config.json, not the loaded config object: class defaults must not change the window.
         self._max_length = max_length or checkpoint_window(path, hf_tokenizer)
         self._decoder = model.get_decoder()

@@ -179,7 +179,7 @@ class VLLMBackend:
         path = Path(checkpoint)
         self._tokenizer = tokenizer or load_tokenizer(path)
         self.checkpoint = path
-        self._fingerprint = model_fingerprint(path)
+        self._fingerprint = model_fingerprint(path, self._tokenizer.fingerprint)
         self.features = detect_features(vllm.SamplingParams)
         # config.json by the rule `evalkit.score` sizes tasks with (`checkpoint_window`).
         config = ConfigView(read_config(path))
