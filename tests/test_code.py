@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from evalkit.errors import EvalkitError
 from evalkit.sandbox import Limits, Sandbox, choose
 from evalkit.tasks.code import (
     Problem,
+    TestedProgram,
     humaneval_problems,
     pass_at_k,
     tiny_function_problems,
@@ -82,13 +84,13 @@ class _PlantBug(ast.NodeTransformer):
         return ast.copy_location(ast.Return(value=call), node)
 
 
-def planted_bug_program(p: Problem) -> str:
+def planted_bug_program(p: Problem) -> TestedProgram:
     tree = ast.parse(p.prompt + p.canonical_solution)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == p.entry_point:
             _PlantBug().visit(node)
     source = ast.unparse(ast.fix_missing_locations(tree))
-    return f"{_PLANTED}{source}\n\n{p.test}\n\ncheck({p.entry_point})\n"
+    return replace(p.program(p.canonical_solution), solution=f"{_PLANTED}{source}\n")
 
 
 def test_humaneval_solutions_with_a_planted_bug_fail(sandbox: Sandbox) -> None:

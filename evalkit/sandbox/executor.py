@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from evalkit.sandbox.isolation import (
     LAUNCHER,
@@ -34,8 +34,12 @@ from evalkit.sandbox.isolation import (
     uid_base,
 )
 from evalkit.sandbox.limits import Limits
+from evalkit.sandbox.runner import RUNNER, Handoff, handoff
 
-Status = Literal["passed", "failed", "timeout", "cpu_limit", "file_limit", "killed"]
+# `incomplete`: it exited 0 without the runner's nonce, so its tests did not run to the end.
+Status = Literal[
+    "passed", "failed", "incomplete", "timeout", "cpu_limit", "file_limit", "memory_limit", "killed"
+]
 TAIL_BYTES = 4096
 _POLL_SECONDS = 0.01
 
@@ -51,6 +55,22 @@ class Outcome:
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+
+class TestedProgram(Protocol):
+    """A model's solution and the tests that decide it (evalkit.tasks.code.TestedProgram)."""
+
+    @property
+    def solution(self) -> str: ...  # the model's code: runs in a process of its own
+    @property
+    def setup(self) -> str: ...  # the problem's own helpers, for the tests
+    @property
+    def test(self) -> str: ...  # defines check(candidate)
+    @property
+    def entry_point(self) -> str: ...
+
+
+Program = str | TestedProgram
 
 
 def available_cores() -> int:
@@ -78,7 +98,7 @@ class Sandbox:
         self.workers = max(1, workers if workers is not None else available_cores())
 
     def run(
-        self, programs: Sequence[str], on_done: Callable[[int], None] | None = None
+        self, programs: Sequence[Program], on_done: Callable[[int], None] | None = None
     ) -> list[Outcome]:
         """Outcomes in the order of `programs`; `on_done(1)` after each (progress bars)."""
         if not programs:
@@ -87,10 +107,10 @@ class Sandbox:
         for s in range(min(self.workers, len(programs))):
             slots.put(s)
 
-        def one(source: str) -> Outcome:
+        def one(program: Program) -> Outcome:
             slot = slots.get()
             try:
-                return self.run_one(source, slot)
+                return self.run_one(program, slot)
             finally:
                 slots.put(slot)
                 if on_done is not None:
@@ -114,14 +134,17 @@ class Sandbox:
             ("RLIMIT_CORE", 0, 0),
         ]
 
-    def _command(self, scratch: Path, uid: int | None) -> list[str]:
+    def _command(
+        self, scratch: Path, uid: int | None, fds: tuple[int, int], entry: str
+    ) -> list[str]:
         iso = self.isolation
         python = iso.interpreter
         inside = SANDBOX_DIR if iso.kind == "bwrap" else str(scratch)
+        runner = [python, "-I", "-S", "-B", "-c", RUNNER, str(fds[0]), str(fds[1])]
         spec = {
             "uid": uid,
             "rlimits": self._rlimits(uid),
-            "argv": [python, "-I", "-S", "-B", f"{inside}/program.py"],
+            "argv": [*runner, f"{inside}/program.py", entry],
         }
         launcher = [python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec)]
         if iso.kind == "bwrap":
@@ -129,7 +152,12 @@ class Sandbox:
             return [*bwrap_args(iso.bwrap, python, scratch, self.limits), *launcher]
         return launcher
 
-    def run_one(self, source: str, slot: int = 0) -> Outcome:
+    def run_one(self, program: Program, slot: int = 0) -> Outcome:
+        if isinstance(program, str):
+            source, hand = program, handoff()
+        else:
+            source = program.solution
+            hand = handoff(program.setup, program.test, program.entry_point)
         uid = uid_base() + slot if self.isolation.drops_user else None
         scratch = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-"))
         logs = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-out-"))
@@ -138,27 +166,34 @@ class Sandbox:
             if uid is not None:
                 os.chown(scratch, uid, uid)
             home = SANDBOX_DIR if self.isolation.kind == "bwrap" else str(scratch)
-            with open(logs / "out", "wb") as out, open(logs / "err", "wb") as err:
-                start = time.monotonic()
-                proc = subprocess.Popen(
-                    self._command(scratch, uid),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    cwd=scratch,
-                    env=clean_env(home),
-                    start_new_session=True,
-                    close_fds=True,
-                )
-                timed_out = not _wait_unreaped(proc.pid, start + self.limits.wall_seconds)
-                # Kill the group before reaping its leader, so the group id cannot be reused.
-                _killpg(proc.pid)
-                rc = proc.wait()
-                seconds = time.monotonic() - start
-                if uid is not None:
-                    _kill_uid(self.isolation.interpreter, uid)
+            secret_fd, verdict_fd = _handoff_fds(logs, hand)
+            try:
+                with open(logs / "out", "wb") as out, open(logs / "err", "wb") as err:
+                    start = time.monotonic()
+                    proc = subprocess.Popen(
+                        self._command(scratch, uid, (secret_fd, verdict_fd), hand.entry),
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        cwd=scratch,
+                        env=clean_env(home),
+                        start_new_session=True,
+                        close_fds=True,
+                        pass_fds=(secret_fd, verdict_fd),
+                    )
+            finally:
+                os.close(secret_fd)
+                os.close(verdict_fd)
+            timed_out = not _wait_unreaped(proc.pid, start + self.limits.wall_seconds)
+            # Kill the group before reaping its leader, so the group id cannot be reused.
+            _killpg(proc.pid)
+            rc = proc.wait()
+            seconds = time.monotonic() - start
+            if uid is not None:
+                _kill_uid(self.isolation.interpreter, uid)
+            ran_to_end = (logs / "verdict").read_bytes() == hand.nonce.encode()
             return Outcome(
-                status=_status(rc, timed_out),
+                status=_status(rc, timed_out, ran_to_end),
                 returncode=None if timed_out else rc,
                 seconds=seconds,
                 stdout=_tail(logs / "out"),
@@ -211,11 +246,24 @@ def _kill_uid(python: str, uid: int) -> None:
     )
 
 
-def _status(rc: int, timed_out: bool) -> Status:
+def _handoff_fds(logs: Path, hand: Handoff) -> tuple[int, int]:
+    """The runner's two descriptors: the nonce (and tests) to read, unlinked so only the
+    descriptor leads to it; the verdict file to write, read back by the harness alone."""
+    secret = logs / "secret"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as f:
+        f.write(hand.payload)
+    secret_fd = os.open(secret, os.O_RDONLY)
+    secret.unlink()
+    verdict_fd = os.open(logs / "verdict", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return secret_fd, verdict_fd
+
+
+def _status(rc: int, timed_out: bool, ran_to_end: bool = False) -> Status:
     if timed_out:
         return "timeout"
     if rc == 0:
-        return "passed"
+        return "passed" if ran_to_end else "incomplete"
     # A signal shows as -N from a direct child, as 128+N through bubblewrap.
     sig = -rc if rc < 0 else rc - 128 if rc > 128 else 0
     if sig == signal.SIGXCPU:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from evalkit.requests import Response
 from evalkit.sandbox.executor import Outcome, Sandbox
 from evalkit.tasks.base import Item, ItemResult
-from evalkit.tasks.code import ExecutedTask, Execution
+from evalkit.tasks.code import ExecutedTask, Execution, TestedProgram
 
 
 def score_executed(
@@ -35,7 +35,7 @@ def score_executed(
     return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
 
 
-def _run(sandbox: Sandbox, programs: list[str], progress: bool) -> list[Outcome]:
+def _run(sandbox: Sandbox, programs: list[TestedProgram], progress: bool) -> list[Outcome]:
     if not progress:
         return sandbox.run(programs)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

