@@ -23,6 +23,7 @@ import pytest
 from evalkit.errors import EvalkitError
 from evalkit.sandbox import Limits, Outcome, Sandbox, choose
 from evalkit.sandbox.isolation import uid_base
+from evalkit.sandbox.leases import BLOCK_UIDS
 
 LIMITS = Limits(
     wall_seconds=4.0, cpu_seconds=2, memory_bytes=256 * 2**20, file_bytes=2**20, processes=16
@@ -150,7 +151,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def _sandbox_processes() -> list[int]:
     """Processes still running as one of this evaluator's sandbox uids."""
-    lo, hi = uid_base(), uid_base() + 64
+    lo, hi = uid_base(), uid_base() + BLOCK_UIDS
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():

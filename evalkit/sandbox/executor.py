@@ -11,28 +11,33 @@ group, its pid namespace (bubblewrap) and, when it ran as its own uid, every pro
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
-import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Literal, Protocol
 
+from evalkit.sandbox import cgroups
+from evalkit.sandbox.cleanup import remove_tree
 from evalkit.sandbox.isolation import (
     LAUNCHER,
     SANDBOX_DIR,
     Isolation,
     bwrap_args,
     clean_env,
+    divided,
     uid_base,
 )
+from evalkit.sandbox.leases import BLOCK_UIDS, is_free, lease, stale_scratch_roots
 from evalkit.sandbox.limits import Limits
 from evalkit.sandbox.runner import RUNNER, Handoff, handoff
 
@@ -89,13 +94,103 @@ def _user_processes(uid: int) -> int:
     return n
 
 
+@dataclass
+class _Running:
+    """A program in flight, for the SIGTERM handler: what to kill and what to remove."""
+
+    home: Path
+    pid: int | None = None
+    group: cgroups.Group | None = None
+    uid: int | None = None
+
+
+_registry_lock = threading.Lock()
+_running: dict[int, _Running] = {}  # by id()
+_numbers = itertools.count()
+_swept_pid: int | None = None
+
+
+def _start_up(entry: _Running) -> None:
+    """Register a program and make its directory. The first time in an evaluator process: take
+    a lease, and sweep what dead evaluators left behind (scratch roots and cgroups)."""
+    global _swept_pid
+    own = lease()
+    with _registry_lock:
+        if _swept_pid != os.getpid():
+            for stale in [*stale_scratch_roots(), own.scratch_root]:
+                if stale.exists():
+                    remove_tree(stale)
+            support = cgroups.detect()
+            if support.kind != "none":
+                cgroups.sweep(support, is_free)
+            _swept_pid = os.getpid()
+        own.scratch_root.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(own.scratch_root, 0o711)  # traversable by a dropped uid (rlimits mode)
+        entry.home.mkdir(mode=0o711)
+        _running[id(entry)] = entry
+
+
+def _finish(entry: _Running) -> None:
+    """Remove a program's directory, and the scratch root once nothing runs."""
+    with _registry_lock:
+        _running.pop(id(entry), None)
+        remove_tree(entry.home)
+        if not _running:
+            with contextlib.suppress(OSError):
+                remove_tree(lease().scratch_root)
+
+
+def _abort_all() -> None:
+    """Kill every program in flight and remove every trace of them (SIGTERM)."""
+    with _registry_lock:
+        running = list(_running.values())
+        _running.clear()
+    for r in running:
+        if r.pid is not None:
+            _killpg(r.pid)
+        if r.group is not None:
+            r.group.close()
+    for r in running:
+        with contextlib.suppress(OSError):
+            remove_tree(r.home)
+    with contextlib.suppress(OSError):
+        remove_tree(lease().scratch_root)
+
+
+@contextlib.contextmanager
+def _cleanup_on_sigterm() -> Iterator[None]:
+    """While programs run: SIGTERM to the evaluator first kills them and removes their scratch,
+    then takes its usual course. Only the main thread can set a handler; elsewhere the sweep
+    at the next start-up removes what is left."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        _abort_all()
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class Sandbox:
     def __init__(
         self, isolation: Isolation, limits: Limits | None = None, workers: int | None = None
     ) -> None:
         self.isolation = isolation
         self.limits = limits or Limits()
-        self.workers = max(1, workers if workers is not None else available_cores())
+        # A slot is a uid of the evaluator's block; the block's last uid is the probe's.
+        n = workers if workers is not None else available_cores()
+        self.workers = max(1, min(n, BLOCK_UIDS - 1))
 
     def run(
         self, programs: Sequence[Program], on_done: Callable[[int], None] | None = None
@@ -116,18 +211,23 @@ class Sandbox:
                 if on_done is not None:
                     on_done(1)
 
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool:
+        with (
+            _cleanup_on_sigterm(),
+            ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool,
+        ):
             return list(pool.map(one, programs))
 
     def _rlimits(self, uid: int | None) -> list[tuple[str, int, int]]:
         lim = self.limits
-        procs = lim.processes
+        procs, memory = lim.processes, lim.memory_bytes
+        if self.isolation.cgroup.kind == "none":
+            memory, procs = divided(lim)  # no whole-program accounting: divide the budget
         if uid is None and os.geteuid() != 0:
             # RLIMIT_NPROC counts every process of the user: leave room for those already there.
             procs += _user_processes(os.geteuid())
         return [
             ("RLIMIT_CPU", lim.cpu_seconds, lim.cpu_seconds + 1),
-            ("RLIMIT_AS", lim.memory_bytes, lim.memory_bytes),
+            ("RLIMIT_AS", memory, memory),
             ("RLIMIT_FSIZE", lim.file_bytes, lim.file_bytes),
             ("RLIMIT_NPROC", procs, procs),
             ("RLIMIT_NOFILE", lim.open_files, lim.open_files),
@@ -152,6 +252,18 @@ class Sandbox:
             return [*bwrap_args(iso.bwrap, python, scratch, self.limits), *launcher]
         return launcher
 
+    def _group(self, number: int) -> cgroups.Group | None:
+        support = self.isolation.cgroup
+        if support.kind == "none":
+            return None
+        # bubblewrap's own two processes and the shell that enters the group count too.
+        return cgroups.Group(
+            support,
+            f"evalkit-{lease().block}-{number}",
+            self.limits.memory_bytes,
+            self.limits.processes + 3,
+        )
+
     def run_one(self, program: Program, slot: int = 0) -> Outcome:
         if isinstance(program, str):
             source, hand = program, handoff()
@@ -159,28 +271,45 @@ class Sandbox:
             source = program.solution
             hand = handoff(program.setup, program.test, program.entry_point)
         uid = uid_base() + slot if self.isolation.drops_user else None
-        scratch = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-"))
-        logs = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-out-"))
+        number = next(_numbers)
+        entry = _Running(home=lease().scratch_root / str(number), uid=uid)
+        _start_up(entry)
         try:
-            (scratch / "program.py").write_text(source, encoding="utf-8")
-            if uid is not None:
-                os.chown(scratch, uid, uid)
-            home = SANDBOX_DIR if self.isolation.kind == "bwrap" else str(scratch)
+            return self._execute(source, hand, entry.home, uid, number, entry)
+        finally:
+            _finish(entry)
+
+    def _execute(
+        self, source: str, hand: Handoff, home: Path, uid: int | None, number: int, entry: _Running
+    ) -> Outcome:
+        scratch, logs = home / "work", home / "io"
+        scratch.mkdir(mode=0o711)
+        logs.mkdir(mode=0o700)
+        (scratch / "program.py").write_text(source, encoding="utf-8")
+        if uid is not None:
+            os.chown(scratch, uid, uid)
+        inner_home = SANDBOX_DIR if self.isolation.kind == "bwrap" else str(scratch)
+        group = entry.group = self._group(number)
+        try:
             secret_fd, verdict_fd = _handoff_fds(logs, hand)
+            command = self._command(scratch, uid, (secret_fd, verdict_fd), hand.entry)
+            if group is not None:
+                command = group.wrap(command)
             try:
                 with open(logs / "out", "wb") as out, open(logs / "err", "wb") as err:
                     start = time.monotonic()
                     proc = subprocess.Popen(
-                        self._command(scratch, uid, (secret_fd, verdict_fd), hand.entry),
+                        command,
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=err,
                         cwd=scratch,
-                        env=clean_env(home),
+                        env=clean_env(inner_home),
                         start_new_session=True,
                         close_fds=True,
                         pass_fds=(secret_fd, verdict_fd),
                     )
+                    entry.pid = proc.pid
             finally:
                 os.close(secret_fd)
                 os.close(verdict_fd)
@@ -189,19 +318,23 @@ class Sandbox:
             _killpg(proc.pid)
             rc = proc.wait()
             seconds = time.monotonic() - start
-            if uid is not None:
-                _kill_uid(self.isolation.interpreter, uid)
-            ran_to_end = (logs / "verdict").read_bytes() == hand.nonce.encode()
-            return Outcome(
-                status=_status(rc, timed_out, ran_to_end),
-                returncode=None if timed_out else rc,
-                seconds=seconds,
-                stdout=_tail(logs / "out"),
-                stderr=_tail(logs / "err"),
-            )
+            oom = group is not None and group.oom_killed()
         finally:
-            _remove(scratch)
-            _remove(logs)
+            if group is not None:
+                group.close()
+        if uid is not None:
+            _kill_uid(self.isolation.interpreter, uid)
+        ran_to_end = (logs / "verdict").read_bytes() == hand.nonce.encode()
+        status = _status(rc, timed_out, ran_to_end)
+        if oom and status in ("failed", "killed"):
+            status = "memory_limit"
+        return Outcome(
+            status=status,
+            returncode=None if timed_out else rc,
+            seconds=seconds,
+            stdout=_tail(logs / "out"),
+            stderr=_tail(logs / "err"),
+        )
 
 
 def _wait_unreaped(pid: int, deadline: float) -> bool:
@@ -280,20 +413,3 @@ def _tail(path: Path) -> str:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - TAIL_BYTES))
         return f.read().decode("utf-8", errors="replace")
-
-
-def _remove(path: Path) -> None:
-    def make_writable(func: object, p: str, exc: object) -> None:
-        # A program may have chmod-ed its own files away; the scratch is still ours to remove.
-        try:
-            os.chmod(p, 0o700)
-            parent = os.path.dirname(p)
-            os.chmod(parent, 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=make_writable)

