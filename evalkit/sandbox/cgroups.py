@@ -88,6 +88,18 @@ def _writable_group(parent: Path, files: dict[str, str]) -> bool:
             probe.rmdir()
 
 
+def _leave_for_a_leaf(here: Path) -> None:
+    """v2 lets a non-root cgroup with processes have no controllers for its children. When the
+    evaluator is alone in its cgroup (a container running evalkit, say), it moves into a leaf
+    child `evalkit-evaluator` so per-program siblings can get memory and pids controllers."""
+    procs = (here / "cgroup.procs").read_text().split()
+    if procs != [str(os.getpid())]:
+        return  # not alone: leave the cgroup as it is (the caller falls back)
+    leaf = here / "evalkit-evaluator"
+    leaf.mkdir(exist_ok=True)
+    (leaf / "cgroup.procs").write_text(str(os.getpid()))
+
+
 def _v2() -> Support | None:
     own = _own_paths().get("")
     for mount, fstype, _ in _mounts():
@@ -103,9 +115,10 @@ def _v2() -> Support | None:
         try:
             enabled = set((here / "cgroup.subtree_control").read_text().split())
             if not {"memory", "pids"} <= enabled:
+                _leave_for_a_leaf(here)
                 (here / "cgroup.subtree_control").write_text("+memory +pids")
         except OSError:
-            continue  # e.g. our own cgroup holds processes (no internal processes in v2)
+            continue  # e.g. other processes share our cgroup (no internal processes in v2)
         if _writable_group(here, {"memory.max": str(64 << 20), "pids.max": "8"}):
             return Support("v2", here, here)
     return None
@@ -147,6 +160,8 @@ class Group:
         self.memory = support.memory_parent / name
         self.pids = support.pids_parent / name
         for d in {self.memory, self.pids}:
+            if d.exists():  # a dead evaluator's, with our block
+                _kill_and_remove([d])
             d.mkdir()
         if support.kind == "v2":
             self.memory.joinpath("memory.max").write_text(str(memory_bytes))

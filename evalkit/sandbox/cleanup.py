@@ -26,10 +26,10 @@ def remove_tree(path: Path) -> None:
 def _remove_entry(parent_fd: int, name: str, depth: int = 0) -> None:
     try:
         st = os.lstat(name, dir_fd=parent_fd)
-    except FileNotFoundError:
+    except OSError:
         return
     if not stat.S_ISDIR(st.st_mode):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # what cannot be removed is left, never followed
             os.unlink(name, dir_fd=parent_fd)
         return
     if depth > 512:  # deeper than any program makes on purpose: leave it, don't recurse forever
@@ -53,8 +53,9 @@ def _remove_entry(parent_fd: int, name: str, depth: int = 0) -> None:
     finally:
         os.close(handle)
     try:
-        for child in os.listdir(fd):
-            _remove_entry(fd, child, depth + 1)
+        with contextlib.suppress(OSError):
+            for child in os.listdir(fd):
+                _remove_entry(fd, child, depth + 1)
     finally:
         os.close(fd)
     with contextlib.suppress(OSError):

@@ -122,7 +122,8 @@ def _start_up(entry: _Running) -> None:
                     remove_tree(stale)
             support = cgroups.detect()
             if support.kind != "none":
-                cgroups.sweep(support, is_free)
+                # Our own block's groups, too: left by an evaluator that held it and died.
+                cgroups.sweep(support, lambda b: b == own.block or is_free(b))
             _swept_pid = os.getpid()
         own.scratch_root.mkdir(mode=0o711, exist_ok=True)
         os.chmod(own.scratch_root, 0o711)  # traversable by a dropped uid (rlimits mode)

@@ -21,7 +21,8 @@ from pathlib import Path
 from evalkit.errors import EvalkitError
 
 LEASE_DIR = Path("/tmp/evalkit-leases")  # fixed, not $TMPDIR: every evaluator must see it
-UID_FLOOR = 1_000_000  # uids no account uses
+# uids no account uses, and above the 1,000,000 + 64 * (pid % 100,000) blocks of older evalkits
+UID_FLOOR = 1_000_000_000
 BLOCK_UIDS = 256  # uids per block: one per worker slot, the last one for the bwrap probe
 BLOCKS = 4096
 SCRATCH_PREFIX = "evalkit-sandbox-"
