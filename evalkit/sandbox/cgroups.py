@@ -47,16 +47,27 @@ class Support:
 NOT_PROBED = Support("none", reason="not probed")
 
 
-def _mounts() -> list[tuple[str, str, set[str]]]:
-    """(mount point, fs type, super options) of every cgroup mount."""
+def _mounts() -> list[tuple[str, str, str, set[str]]]:
+    """(mount point, root of the hierarchy it shows, fs type, super options) of every cgroup
+    mount."""
     out = []
     with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
             fields, rfields = left.split(), right.split()
             if len(fields) > 4 and len(rfields) >= 3 and rfields[0] in ("cgroup", "cgroup2"):
-                out.append((fields[4], rfields[0], set(rfields[2].split(","))))
+                out.append((fields[4], fields[3], rfields[0], set(rfields[2].split(","))))
     return out
+
+
+def _directory(mount: str, root: str, own: str) -> Path | None:
+    """Where this process's cgroup `own` appears under a mount showing `root` of the hierarchy
+    (a container often mounts its own cgroup as the root)."""
+    if root != "/" and not (own == root or own.startswith(root.rstrip("/") + "/")):
+        return None
+    rel = own[len(root) :] if root != "/" else own
+    path = Path(mount) / rel.strip("/")
+    return path if path.is_dir() else None
 
 
 def _own_paths() -> dict[str, str]:
@@ -102,10 +113,10 @@ def _leave_for_a_leaf(here: Path) -> None:
 
 def _v2() -> Support | None:
     own = _own_paths().get("")
-    for mount, fstype, _ in _mounts():
-        if fstype != "cgroup2" or own is None:
+    for mount, root, fstype, _ in _mounts():
+        here = _directory(mount, root, own) if fstype == "cgroup2" and own is not None else None
+        if here is None:
             continue
-        here = Path(mount + own.rstrip("/")) if own != "/" else Path(mount)
         try:
             controllers = (here / "cgroup.controllers").read_text().split()
         except OSError:
@@ -127,10 +138,12 @@ def _v2() -> Support | None:
 def _v1() -> Support | None:
     own = _own_paths()
     found: dict[str, Path] = {}
-    for mount, fstype, opts in _mounts():
+    for mount, root, fstype, opts in _mounts():
         for c in ("memory", "pids"):
             if fstype == "cgroup" and c in opts and c in own:
-                found[c] = Path(mount + own[c].rstrip("/")) if own[c] != "/" else Path(mount)
+                d = _directory(mount, root, own[c])
+                if d is not None:
+                    found[c] = d
     mem, pids = found.get("memory"), found.get("pids")
     if mem is None or pids is None:
         return None

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal, Protocol
 
+from evalkit.errors import EvalkitError
 from evalkit.sandbox import cgroups
 from evalkit.sandbox.cleanup import remove_tree
 from evalkit.sandbox.isolation import (
@@ -258,12 +259,18 @@ class Sandbox:
         if support.kind == "none":
             return None
         # bubblewrap's own two processes and the shell that enters the group count too.
-        return cgroups.Group(
-            support,
-            f"evalkit-{lease().block}-{number}",
-            self.limits.memory_bytes,
-            self.limits.processes + 3,
-        )
+        try:
+            return cgroups.Group(
+                support,
+                f"evalkit-{lease().block}-{number}",
+                self.limits.memory_bytes,
+                self.limits.processes + 3,
+            )
+        except OSError as exc:
+            # Worked at start-up (detect), not now: never run without the stated limits.
+            raise EvalkitError(
+                f"sandbox: cannot make the program's {support.kind} cgroup: {exc}"
+            ) from None
 
     def run_one(self, program: Program, slot: int = 0) -> Outcome:
         if isinstance(program, str):
