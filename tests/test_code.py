@@ -339,6 +339,40 @@ GAMES: dict[str, str] = {
         "                pass\n"
         "    os._exit(0)\n"
     ),
+    # Reach into whatever process runs the tests (our parent, same uid): its descriptors, to
+    # write a verdict, and its memory, to find a nonce.
+    "reach_into_the_test_process": (
+        "    import os, re\n"
+        "    ppid = os.getppid()\n"
+        "    found, fds = [], []\n"
+        "    try:\n"
+        "        for n in os.listdir(f'/proc/{ppid}/fd'):\n"
+        "            try:\n"
+        "                fds.append(os.open(f'/proc/{ppid}/fd/{n}', os.O_WRONLY))\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    try:\n"
+        "        mem = open(f'/proc/{ppid}/mem', 'rb')\n"
+        "        for line in open(f'/proc/{ppid}/maps'):\n"
+        "            lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n"
+        "            if 'rw' in line.split()[1] and hi - lo < 2**28:\n"
+        "                try:\n"
+        "                    mem.seek(lo)\n"
+        "                    found += re.findall(rb'[0-9a-f]{32}', mem.read(hi - lo))\n"
+        "                except OSError:\n"
+        "                    pass\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    for fd in fds + list(range(1, 64)):\n"
+        "        for token in found:\n"
+        "            try:\n"
+        "                os.write(fd, token)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    os._exit(0)\n"
+    ),
 }
 
 
