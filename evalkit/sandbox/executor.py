@@ -1,11 +1,16 @@
 """Run untrusted Python programs: one process tree per program, in parallel up to the cores.
 
-Each program gets a fresh scratch directory (its only writable host path; removed afterwards),
-an environment with nothing of the evaluator's, kernel limits on CPU, memory, file size, open
-files and processes, a wall-clock limit enforced from outside, and its stdout/stderr written to
-files the harness opened (so output is capped by the file-size limit, never buffered whole in
-the evaluator). When it ends, times out or not, everything it started is killed: its process
-group, its pid namespace (bubblewrap) and, when it ran as its own uid, every process of that uid.
+Each program gets a fresh scratch directory (under bubblewrap a size-capped tmpfs; removed
+afterwards, never following a symlink), an environment with nothing of the evaluator's, a
+control group capping the memory and processes of all its processes together (or, without
+one, the budget divided per process), kernel limits on CPU, memory, file size, open files and
+processes, a wall-clock limit enforced from outside, and its stdout/stderr written to files the
+harness opened (so output is capped by the file-size limit, never buffered whole in the
+evaluator). It passes only if it exits 0 *and* hands back the runner's nonce (runner.py). When
+it ends, times out or not, everything it started is killed: its process group, its cgroup, its
+pid namespace (bubblewrap) and, when it ran as its own uid, every process of that uid. SIGTERM
+to the evaluator does the same before it dies; a dead evaluator's leftovers are swept by the
+next one (leases.py).
 """
 
 from __future__ import annotations
