@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from evalkit.errors import EvalkitError
-from evalkit.stats import bootstrap_ci, mean_ci
+from evalkit.stats import CI_CLUSTER_PERCENTILE, CI_NONE, bootstrap_ci, mean_ci, mean_interval
 from evalkit.tasks.base import ItemResult, MetricSpec, Task
 
 
@@ -22,6 +23,7 @@ class Score:
     ci_high: float
     n: int
     higher_is_better: bool
+    ci_method: str = ""  # how ci_low/ci_high were computed (evalkit.stats CI_* names)
 
 
 def task_scores(
@@ -39,8 +41,9 @@ def task_scores(
         else:
             ci = bootstrap_ci(values, spec.aggregate)
         out.append(
-            Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better)
-        )
+            Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better,
+                  ci.method)
+        )  # fmt: skip
     return out
 
 
@@ -54,18 +57,50 @@ def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
     for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
     out: list[Score] = []
     for s in getattr(task, "summaries", ()):
+        bucket = getattr(s, "bucket", None)
+        if bucket is not None:
+            out.extend(
+                _bucket_score(task, s.metric, bucket, s.cluster, s.higher_is_better, results)
+            )
+            continue
         value = float(s.compute(results))
         if s.fixed:
             out.append(Score(task.name, task.family, s.metric, value, value, value,
-                             len(results), s.higher_is_better))  # fmt: skip
+                             len(results), s.higher_is_better, CI_NONE))  # fmt: skip
             continue
         low, high = _cluster_ci(results, s.compute, s.cluster)
         out.append(
             Score(task.name, task.family, s.metric, value, low, high, len(results),
-                  s.higher_is_better)
+                  s.higher_is_better, CI_CLUSTER_PERCENTILE)
         )  # fmt: skip
     out.extend(language_scores(task.name, task.family, task.metrics, results))
     return out
+
+
+def _bucket_score(
+    task: Task,
+    metric: str,
+    bucket: Any,
+    cluster: str | None,
+    higher_is_better: bool,
+    results: Sequence[ItemResult],
+) -> list[Score]:
+    """A per-bucket row (k = 4, a length, a condition): the mean over the bucket's own items,
+    their n, and the interval for their kind, clustered on `cluster` when its tag is there."""
+    members = [
+        r
+        for r in bucket.members(results)
+        if bucket.metric in r.metrics and not np.isnan(float(r.metrics[bucket.metric]))
+    ]
+    if not members:
+        return []
+    values = [float(r.metrics[bucket.metric]) for r in members]
+    clusters = None
+    if cluster and all(cluster in r.tags for r in members):
+        clusters = [r.tags[cluster] for r in members]
+    ci = mean_interval(values, clusters)
+    return [Score(task.name, task.family, metric, ci.value, ci.low, ci.high, ci.n,
+                  higher_is_better, ci.method)]  # fmt: skip
 
 
 def _cluster_ci(
@@ -125,7 +160,7 @@ def language_scores(
                 continue
             ci = mean_ci(list(x))
             out.append(Score(task, family, f"{m.name}[{lang}]", ci.value, ci.low, ci.high, ci.n,
-                             m.higher_is_better))  # fmt: skip
+                             m.higher_is_better, ci.method))  # fmt: skip
         en = by_lang["en"]
         for lang in langs:
             x = by_lang[lang]
@@ -135,7 +170,8 @@ def language_scores(
             diff = draws[lang] - draws["en"]
             low, high = np.quantile(diff, [0.025, 0.975])
             out.append(Score(task, family, f"{m.name}_gap_en[{lang}]", gap, float(low),
-                             float(high), int(x.size + en.size), m.higher_is_better))  # fmt: skip
+                             float(high), int(x.size + en.size), m.higher_is_better,
+                             "percentile-bootstrap-2sample"))  # fmt: skip
     return out
 
 
@@ -187,5 +223,6 @@ def family_scores(
             low, high = np.quantile(dist, [0.025, 0.975])
             out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, value,
                              float(min(low, value)), float(max(high, value)), n,
-                             reporters[0][1].higher_is_better))  # fmt: skip
+                             reporters[0][1].higher_is_better,
+                             "stratified-percentile-bootstrap"))  # fmt: skip
     return out
