@@ -314,6 +314,21 @@ def is_binary(values: Any) -> bool:
     return bool(x.size) and bool(np.isin(x, (0.0, 1.0)).all())
 
 
+# Per-item metrics that are 0/1 by definition. Any other metric is continuous even when its
+# values happen to be all 0 or 1 on a run (a p_correct of exactly 0 and 1), so the method of
+# a comparison does not change with the data.
+BINARY_METRICS = frozenset(
+    {"acc", "acc_norm", "exact_match", "em", "pass@1", "recall", "copy_acc", "first_acc"}
+)
+
+
+def is_binary_metric(name: str, *values: Any) -> bool:
+    """A 0/1 comparison: the metric is 0/1 by definition and every value is 0 or 1 (a mean
+    of several runs' 0/1 values is not)."""
+    base = name.split("[", 1)[0]
+    return base in BINARY_METRICS and all(is_binary(v) for v in values)
+
+
 def cluster_codes(clusters: Sequence[Any] | None, n: int) -> tuple[np.ndarray, int]:
     """Integer codes 0..G-1 for `clusters` (each item its own cluster when None)."""
     if clusters is None:
@@ -686,12 +701,14 @@ class PairedDelta:
     method: str
 
 
-SE_FLOOR_REL = 1e-9  # relative to the metric's scale: below it an SE is rounding noise
+# Relative to the metric's scale. Per-item metrics come from fp32 log-probabilities (relative
+# resolution ~1e-7, summed over tokens): differences below this are rounding, not evidence.
+SE_FLOOR_REL = 1e-6
 
 
 def se_floor(*values: np.ndarray) -> float:
-    """The smallest SE taken at face value: rounding noise of the metric's scale, so that a
-    zero-variance shift reports an SE (and MDE) of this size, not 7e-18."""
+    """The smallest SE taken at face value, so that a zero-variance shift reports an SE (and
+    MDE) at the resolution of the metric, not 7e-18."""
     scale = max((float(np.abs(v).max()) for v in values if v.size), default=1.0)
     return SE_FLOOR_REL * max(1.0, scale)
 
@@ -742,11 +759,13 @@ def paired_delta(
     else:
         center = delta
         se = mean_se(y - x, clusters) if n > 1 else float("nan")
-        if not math.isfinite(se):
-            se = 0.0
-        se = max(se, se_floor(x, y))
         df = float(max(g - 1, 1))
         method = "paired-t"
+        if not (math.isfinite(se) and se > se_floor(x, y)):
+            # No paired variance above rounding noise (identical runs, or one shift on every
+            # item): the SE is the floor, not 7e-18, and says so in its method.
+            se = se_floor(x, y)
+            method = "paired-t (SE floor)"
     q = _t_quantile(1 - (1 - level) / 2, df)
     low, high = center - q * se, center + q * se
     if binary:
