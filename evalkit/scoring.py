@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import EvalkitError
-from evalkit.stats import CI_CLUSTER_PERCENTILE, CI_NONE, bootstrap_ci, mean_ci, mean_interval
+from evalkit.stats import (
+    CI_CLUSTER_PERCENTILE,
+    CI_NONE,
+    bootstrap_ci,
+    mean_ci,
+    mean_interval,
+    mover_mean,
+)
 from evalkit.tasks.base import ItemResult, MetricSpec, Task
 
 
@@ -189,14 +196,15 @@ def family_scores(
     tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], resamples: int = 2000
 ) -> list[Score]:
     """One row per (family, metric) for every metric that at least two of the family's tasks
-    report (or its only task): the unweighted mean of those tasks' scores, with a percentile
-    bootstrap that resamples items within each task independently (seed 0). Rows are named
+    report (or its only task): the unweighted mean of those tasks' scores. Its interval
+    combines the tasks' own intervals (Wilson for 0/1, bootstrap-t else) by MOVER (Zou & Donner
+    2008: the variance of a mean of independent estimates recovered from each one's limits), so
+    that it holds where they do and never collapses to [0, 0]. Rows are named
     `family:<family>` in the `task` column; `n` is the number of items behind them."""
     by_family: dict[str, list[Task]] = {}
     for t in tasks:
         by_family.setdefault(t.family, []).append(t)
     out: list[Score] = []
-    rng = np.random.default_rng(0)
     for family, members in sorted(by_family.items()):
         counts: dict[str, list[tuple[Task, MetricSpec]]] = {}
         for t in members:
@@ -206,23 +214,15 @@ def family_scores(
         for name, reporters in counts.items():
             if len(reporters) < min(2, len(members)):
                 continue
-            means, draws, n = [], [], 0
-            for t, _ in reporters:
-                x = np.asarray(
-                    [float(r.metrics[name]) for r in per_task[t.name] if name in r.metrics]  # type: ignore[arg-type]
-                )
-                if x.size == 0:
-                    continue
-                n += int(x.size)
-                means.append(float(x.mean()))
-                draws.append(x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1))
-            if not means:
+            cis = []
+            for k, (t, _) in enumerate(reporters):
+                x = [float(r.metrics[name]) for r in per_task[t.name] if name in r.metrics]  # type: ignore[arg-type]
+                x = [v for v in x if not np.isnan(v)]
+                if x:
+                    cis.append(mean_interval(x, resamples=resamples, seed=k))
+            if not cis:
                 continue
-            value = float(np.mean(means))
-            dist = np.mean(np.stack(draws), axis=0)
-            low, high = np.quantile(dist, [0.025, 0.975])
-            out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, value,
-                             float(min(low, value)), float(max(high, value)), n,
-                             reporters[0][1].higher_is_better,
-                             "stratified-percentile-bootstrap"))  # fmt: skip
+            ci = mover_mean(cis)
+            out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, ci.value, ci.low, ci.high,
+                             ci.n, reporters[0][1].higher_is_better, ci.method))  # fmt: skip
     return out

@@ -680,6 +680,22 @@ def paired_analysis(
     return result, dist
 
 
+def mover_mean(intervals: Sequence[Interval]) -> Interval:
+    """The unweighted mean of independent estimates with its interval by MOVER (Zou & Donner
+    2008): each side's half-width is recovered from the estimates' own limits, so asymmetric
+    intervals near 0 or 1 (Wilson) stay asymmetric and the mean holds their coverage."""
+    if not intervals:
+        raise ValueError("no intervals to combine")
+    w = 1.0 / len(intervals)
+    value = w * math.fsum(c.value for c in intervals)
+    low = value - w * math.sqrt(math.fsum((c.value - c.low) ** 2 for c in intervals))
+    high = value + w * math.sqrt(math.fsum((c.high - c.value) ** 2 for c in intervals))
+    methods = "+".join(sorted({c.method for c in intervals}))
+    return Interval(
+        value, min(low, value), max(high, value), sum(c.n for c in intervals), f"mover({methods})"
+    )
+
+
 @dataclass(frozen=True)
 class PairedDelta:
     """mean(b) - mean(a) on paired items with an interval, the SE behind it and its method.

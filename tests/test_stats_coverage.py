@@ -118,3 +118,19 @@ def test_t_quantiles_match_scipy() -> None:
         for q in (0.9, 0.95, 0.975):
             assert S._t_quantile(q, df) == pytest.approx(sps.t.ppf(q, df), rel=2e-3)
         assert S.t_cdf_upper(2.1, df) == pytest.approx(sps.t.sf(2.1, df), rel=2e-3, abs=1e-5)
+
+
+def test_family_means_combine_task_intervals_by_mover() -> None:
+    # A family of three 0/1 tasks of 20 items each, one near 0 and one near 1.
+    rng = np.random.default_rng(12)
+    ps = np.array([0.05, 0.3, 0.95])
+    truth = float(ps.mean())
+    reps, hits = 1000, 0
+    for _ in range(reps):
+        cis = [S.mean_interval((rng.random(20) < p).astype(float)) for p in ps]
+        fam = S.mover_mean(cis)
+        hits += fam.low <= truth <= fam.high
+        assert fam.low < fam.value or fam.value == 0
+    assert 0.93 <= hits / reps <= 0.995, hits / reps
+    all_zero = S.mover_mean([S.mean_interval(np.zeros(6)) for _ in range(4)])
+    assert all_zero.value == 0 and all_zero.high > 0.1  # not the [0, 0] of the demo
