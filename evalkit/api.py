@@ -721,7 +721,7 @@ def contamination(
     suite: str | None = None,
     tasks: Sequence[str] | None = None,
     tasks_dir: PathLike | None = None,
-    n: int = 13,
+    n: int | None = None,  # None: per benchmark (GPT-3's rule, `contamination.auto_n`)
     provenance: PathLike | None = None,
     max_documents: int | None = None,
     progress: bool = False,

@@ -602,7 +602,10 @@ def contamination(
     suite: Annotated[str | None, typer.Option(help="Suite whose items are checked.")] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task names.")] = None,
     tasks_dir: Annotated[Path | None, typer.Option(help="Extra folder of task YAML.")] = None,
-    n: Annotated[int, typer.Option("--n", help="n-gram length in words.")] = 13,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", help="n-gram length in words (default: per task, 8-13)."),
+    ] = None,
     provenance: Annotated[
         Path | None, typer.Option(help="provenance.yaml (default: the run's or checkpoint's).")
     ] = None,

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from evalkit.errors import EvalkitError
-from evalkit.stats import bootstrap_ci, mean_ci
+from evalkit.stats import (
+    CI_CLUSTER_PERCENTILE,
+    CI_NONE,
+    bootstrap_ci,
+    mean_ci,
+    mean_interval,
+    mover_mean,
+)
 from evalkit.tasks.base import ItemResult, MetricSpec, Task
 
 
@@ -22,6 +30,7 @@ class Score:
     ci_high: float
     n: int
     higher_is_better: bool
+    ci_method: str = ""  # how ci_low/ci_high were computed (evalkit.stats CI_* names)
 
 
 def task_scores(
@@ -39,8 +48,9 @@ def task_scores(
         else:
             ci = bootstrap_ci(values, spec.aggregate)
         out.append(
-            Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better)
-        )
+            Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better,
+                  ci.method)
+        )  # fmt: skip
     return out
 
 
@@ -54,18 +64,50 @@ def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
     for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
     out: list[Score] = []
     for s in getattr(task, "summaries", ()):
+        bucket = getattr(s, "bucket", None)
+        if bucket is not None:
+            out.extend(
+                _bucket_score(task, s.metric, bucket, s.cluster, s.higher_is_better, results)
+            )
+            continue
         value = float(s.compute(results))
         if s.fixed:
             out.append(Score(task.name, task.family, s.metric, value, value, value,
-                             len(results), s.higher_is_better))  # fmt: skip
+                             len(results), s.higher_is_better, CI_NONE))  # fmt: skip
             continue
         low, high = _cluster_ci(results, s.compute, s.cluster)
         out.append(
             Score(task.name, task.family, s.metric, value, low, high, len(results),
-                  s.higher_is_better)
+                  s.higher_is_better, CI_CLUSTER_PERCENTILE)
         )  # fmt: skip
     out.extend(language_scores(task.name, task.family, task.metrics, results))
     return out
+
+
+def _bucket_score(
+    task: Task,
+    metric: str,
+    bucket: Any,
+    cluster: str | None,
+    higher_is_better: bool,
+    results: Sequence[ItemResult],
+) -> list[Score]:
+    """A per-bucket row (k = 4, a length, a condition): the mean over the bucket's own items,
+    their n, and the interval for their kind, clustered on `cluster` when its tag is there."""
+    members = [
+        r
+        for r in bucket.members(results)
+        if bucket.metric in r.metrics and not np.isnan(float(r.metrics[bucket.metric]))
+    ]
+    if not members:
+        return []
+    values = [float(r.metrics[bucket.metric]) for r in members]
+    clusters = None
+    if cluster and all(cluster in r.tags for r in members):
+        clusters = [r.tags[cluster] for r in members]
+    ci = mean_interval(values, clusters)
+    return [Score(task.name, task.family, metric, ci.value, ci.low, ci.high, ci.n,
+                  higher_is_better, ci.method)]  # fmt: skip
 
 
 def _cluster_ci(
@@ -125,7 +167,7 @@ def language_scores(
                 continue
             ci = mean_ci(list(x))
             out.append(Score(task, family, f"{m.name}[{lang}]", ci.value, ci.low, ci.high, ci.n,
-                             m.higher_is_better))  # fmt: skip
+                             m.higher_is_better, ci.method))  # fmt: skip
         en = by_lang["en"]
         for lang in langs:
             x = by_lang[lang]
@@ -135,7 +177,8 @@ def language_scores(
             diff = draws[lang] - draws["en"]
             low, high = np.quantile(diff, [0.025, 0.975])
             out.append(Score(task, family, f"{m.name}_gap_en[{lang}]", gap, float(low),
-                             float(high), int(x.size + en.size), m.higher_is_better))  # fmt: skip
+                             float(high), int(x.size + en.size), m.higher_is_better,
+                             "percentile-bootstrap-2sample"))  # fmt: skip
     return out
 
 
@@ -153,14 +196,15 @@ def family_scores(
     tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], resamples: int = 2000
 ) -> list[Score]:
     """One row per (family, metric) for every metric that at least two of the family's tasks
-    report (or its only task): the unweighted mean of those tasks' scores, with a percentile
-    bootstrap that resamples items within each task independently (seed 0). Rows are named
+    report (or its only task): the unweighted mean of those tasks' scores. Its interval
+    combines the tasks' own intervals (Wilson for 0/1, bootstrap-t else) by MOVER (Zou & Donner
+    2008: the variance of a mean of independent estimates recovered from each one's limits), so
+    that it holds where they do and never collapses to [0, 0]. Rows are named
     `family:<family>` in the `task` column; `n` is the number of items behind them."""
     by_family: dict[str, list[Task]] = {}
     for t in tasks:
         by_family.setdefault(t.family, []).append(t)
     out: list[Score] = []
-    rng = np.random.default_rng(0)
     for family, members in sorted(by_family.items()):
         counts: dict[str, list[tuple[Task, MetricSpec]]] = {}
         for t in members:
@@ -170,22 +214,15 @@ def family_scores(
         for name, reporters in counts.items():
             if len(reporters) < min(2, len(members)):
                 continue
-            means, draws, n = [], [], 0
-            for t, _ in reporters:
-                x = np.asarray(
-                    [float(r.metrics[name]) for r in per_task[t.name] if name in r.metrics]  # type: ignore[arg-type]
-                )
-                if x.size == 0:
-                    continue
-                n += int(x.size)
-                means.append(float(x.mean()))
-                draws.append(x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1))
-            if not means:
+            cis = []
+            for k, (t, _) in enumerate(reporters):
+                x = [float(r.metrics[name]) for r in per_task[t.name] if name in r.metrics]  # type: ignore[arg-type]
+                x = [v for v in x if not np.isnan(v)]
+                if x:
+                    cis.append(mean_interval(x, resamples=resamples, seed=k))
+            if not cis:
                 continue
-            value = float(np.mean(means))
-            dist = np.mean(np.stack(draws), axis=0)
-            low, high = np.quantile(dist, [0.025, 0.975])
-            out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, value,
-                             float(min(low, value)), float(max(high, value)), n,
-                             reporters[0][1].higher_is_better))  # fmt: skip
+            ci = mover_mean(cis)
+            out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, ci.value, ci.low, ci.high,
+                             ci.n, reporters[0][1].higher_is_better, ci.method))  # fmt: skip
     return out

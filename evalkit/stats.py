@@ -48,6 +48,185 @@ class Interval:
     low: float
     high: float
     n: int
+    method: str = ""  # how low/high were computed (one of the CI_* names below)
+
+
+# Interval methods, recorded with every score (scores.parquet `ci_method`). Measured coverage of
+# each is in docs/decisions.md; tests/test_stats.py re-measures it.
+CI_WILSON = "wilson-cc"  # 0/1 items: Wilson score interval with continuity correction
+CI_WILSON_CLUSTER = "wilson-cc-deff"  # clustered 0/1 items: Wilson at the effective n (Kish)
+CI_BOOTSTRAP_T = "bootstrap-t"  # continuous items: studentized bootstrap
+CI_CLUSTER_BOOTSTRAP_T = "cluster-bootstrap-t"  # continuous, clustered: over whole clusters
+CI_PERCENTILE = "percentile-bootstrap"  # a non-mean aggregate (e.g. F1): percentile bootstrap
+CI_CLUSTER_PERCENTILE = "cluster-percentile-bootstrap"  # a derived summary over clusters
+CI_NONE = "none"  # a count or a single item: no interval
+CI_DEGENERATE = "degenerate"  # continuous values with no spread at all: low = high = value
+CI_BONETT_PRICE = "bonett-price"  # paired 0/1 delta: adjusted Wald (Bonett & Price 2012)
+CI_PAIRED_T = "paired-bootstrap-t"  # paired continuous delta: studentized bootstrap
+
+
+def _z(level: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - level) / 2)
+
+
+def wilson_interval(
+    successes: float, n: float, level: float = DEFAULT_LEVEL, *, correct: bool = True
+) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion, continuity-corrected by default
+    (Newcombe 1998, method 4). Counts may be fractional (an effective n).
+
+    Why the correction: the uncorrected Wilson interval dips to 0.84-0.91 coverage at n = 10-20
+    for some p (exact enumeration, docs/decisions.md); the corrected one stays at or above the
+    nominal 0.95 for every p and n >= 10, without Clopper-Pearson's beta quantiles.
+    """
+    if n <= 0:
+        raise ValueError("a proportion needs at least one item")
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes out of {n}")
+    z = _z(level)
+    zz = z * z
+    p = successes / n
+    q = 1.0 - p
+    if not correct:
+        d = 1 + zz / n
+        c = (p + zz / (2 * n)) / d
+        h = z * math.sqrt(p * q / n + zz / (4 * n * n)) / d
+        low, high = c - h, c + h
+    else:
+        low = 2 * n * p + zz - 1 - z * math.sqrt(max(zz - 2 - 1 / n + 4 * p * (n * q + 1), 0.0))
+        high = 2 * n * p + zz + 1 + z * math.sqrt(max(zz + 2 - 1 / n + 4 * p * (n * q - 1), 0.0))
+        low, high = low / (2 * (n + zz)), high / (2 * (n + zz))
+    low = 0.0 if successes <= 0 else max(0.0, min(low, p))
+    high = 1.0 if successes >= n else min(1.0, max(high, p))
+    return float(low), float(high)
+
+
+def _t_quantile(q: float, df: float) -> float:
+    """Student t quantile by the Cornish-Fisher expansion (exact enough for df >= 3: the error
+    at df = 3, q = 0.975 is under 1%; no scipy at runtime)."""
+    z = NormalDist().inv_cdf(q)
+    if not math.isfinite(df) or df > 1e6:
+        return z
+    df = max(df, 1.0)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return float(z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4)
+
+
+def t_cdf_upper(t: float, df: float) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom (normal when df is infinite), by
+    bisection on `_t_quantile`; enough for p-values compared with alpha."""
+    if not math.isfinite(t):
+        return 0.0 if t > 0 else 1.0
+    if not math.isfinite(df) or df > 1e6:
+        return 1.0 - NormalDist().cdf(t)
+    lo, hi = 1e-12, 1 - 1e-12
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _t_quantile(mid, df) < t:
+            lo = mid
+        else:
+            hi = mid
+    return 1.0 - (lo + hi) / 2
+
+
+def studentized_bootstrap(
+    values: Any,
+    clusters: Sequence[Any] | None = None,
+    level: float = DEFAULT_LEVEL,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int | np.random.Generator = 0,
+) -> tuple[float, float]:
+    """Bootstrap-t interval of the mean (whole clusters resampled when `clusters` is given).
+
+    Each replicate's mean is studentized by its own (cluster-robust) standard error, so the
+    interval follows the skew of the data; at n = 20 it holds 0.93-0.95 where the percentile
+    bootstrap gave 0.87 (docs/decisions.md). Replicates without spread get a floored SE.
+    """
+    x = _as_array(values)
+    codes, g = cluster_codes(clusters, x.size)
+    sums, sizes = _cluster_sums(x, codes, g)
+    mean = float(sums.sum() / sizes.sum())
+    se = mean_se(x, clusters)
+    if g < 2 or not se > 0:
+        return mean, mean
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    t = np.empty(resamples)
+    block = max(1, 4_000_000 // g)
+    floor = se * 1e-3
+    for start in range(0, resamples, block):
+        stop = min(resamples, start + block)
+        idx = rng.integers(0, g, size=(stop - start, g))
+        s, w = sums[idx], sizes[idx]
+        m = s.sum(axis=1) / w.sum(axis=1)
+        resid = s - w * m[:, None]
+        se_b = np.sqrt(g / (g - 1) * (resid**2).sum(axis=1)) / w.sum(axis=1)
+        t[start:stop] = (m - mean) / np.maximum(se_b, floor)
+    tail = (1 - level) / 2
+    t_low, t_high = np.quantile(t, [tail, 1 - tail])
+    return float(mean - t_high * se), float(mean - t_low * se)
+
+
+def design_effect(values: Any, clusters: Sequence[Any] | None) -> float:
+    """Kish's design effect: the variance of the mean over clusters relative to that over
+    independent items, at least 1. Without any spread to measure, the mean cluster size (the
+    worst case: items of a cluster perfectly alike)."""
+    x = _as_array(values)
+    _, g = cluster_codes(clusters, x.size)
+    if clusters is None or g >= x.size:
+        return 1.0
+    iid = mean_se(x)
+    clus = mean_se(x, clusters)
+    if not (iid > 0 and math.isfinite(clus)):
+        return float(x.size / max(g, 1))
+    return float(max(1.0, (clus / iid) ** 2))
+
+
+def mean_interval(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[Any] | None = None,
+    *,
+    binary: bool | None = None,
+    level: float = DEFAULT_LEVEL,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Interval:
+    """The mean of per-item values with the interval that holds for their kind.
+
+    0/1 values (or `binary=True`): continuity-corrected Wilson; with clusters, Wilson at the
+    effective n = n / design effect. Anything else: the studentized (cluster) bootstrap.
+    `binary=False` forces the continuous method (a continuous metric that happens to be 0/1).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("cannot compute a confidence interval over no items")
+    if np.isnan(x).any():
+        raise ValueError("a per-item metric is NaN")
+    value = float(x.mean())
+    n = int(x.size)
+    if not np.isfinite(x).all():
+        # An infinite item (a bpb of an impossible continuation): the mean is infinite too.
+        return Interval(value, value, value, n, CI_NONE)
+    is01 = is_binary(x)
+    if binary is None:
+        binary = is01
+    if binary and not is01:
+        raise ValueError("a 0/1 interval asked for values that are not all 0 or 1")
+    if binary:
+        deff = design_effect(x, clusters) if clusters is not None else 1.0
+        n_eff = n / deff
+        low, high = wilson_interval(value * n_eff, n_eff, level)
+        method = CI_WILSON_CLUSTER if clusters is not None else CI_WILSON
+        return Interval(value, low, high, n, method)
+    if n == 1:
+        return Interval(value, value, value, 1, CI_NONE)
+    low, high = studentized_bootstrap(x, clusters, level, resamples, seed)
+    if low == high == value:
+        return Interval(value, value, value, n, CI_DEGENERATE)
+    method = CI_CLUSTER_BOOTSTRAP_T if clusters is not None else CI_BOOTSTRAP_T
+    return Interval(value, min(low, value), max(high, value), n, method)
 
 
 def mean_ci(
@@ -56,6 +235,18 @@ def mean_ci(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> Interval:
+    """The interval of a per-item mean: `mean_interval` (Wilson for 0/1, bootstrap-t else)."""
+    return mean_interval(values, level=level, resamples=resamples, seed=seed)
+
+
+def percentile_mean_ci(
+    values: Sequence[float],
+    level: float = DEFAULT_LEVEL,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Interval:
+    """The percentile bootstrap of the mean (what every score used before; kept as the
+    reference the coverage tests show failing at 0 and 1)."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         raise ValueError("cannot compute a confidence interval over no items")
@@ -74,7 +265,9 @@ def mean_ci(
         means[start:stop] = x[idx].mean(axis=1)
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
-    return Interval(value, float(min(low, value)), float(max(high, value)), int(x.size))
+    return Interval(
+        value, float(min(low, value)), float(max(high, value)), int(x.size), CI_PERCENTILE
+    )
 
 
 def bootstrap_ci(
@@ -89,7 +282,7 @@ def bootstrap_ci(
         raise ValueError("cannot compute a confidence interval over no items")
     value = float(aggregate(values))
     if n == 1:
-        return Interval(value, value, value, 1)
+        return Interval(value, value, value, 1, CI_NONE)
     rng = np.random.default_rng(seed)
     stats = np.array(
         [aggregate([values[i] for i in rng.integers(0, n, size=n)]) for _ in range(resamples)],
@@ -97,10 +290,10 @@ def bootstrap_ci(
     )
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:
-        return Interval(value, float("nan"), float("nan"), n)
+        return Interval(value, float("nan"), float("nan"), n, CI_PERCENTILE)
     alpha = (1 - level) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return Interval(value, float(low), float(high), n)
+    return Interval(value, float(low), float(high), n, CI_PERCENTILE)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -119,6 +312,21 @@ def is_binary(values: Any) -> bool:
     """True when every value is 0 or 1 (an accuracy-like per-item metric)."""
     x = np.asarray(values, dtype=np.float64)
     return bool(x.size) and bool(np.isin(x, (0.0, 1.0)).all())
+
+
+# Per-item metrics that are 0/1 by definition. Any other metric is continuous even when its
+# values happen to be all 0 or 1 on a run (a p_correct of exactly 0 and 1), so the method of
+# a comparison does not change with the data.
+BINARY_METRICS = frozenset(
+    {"acc", "acc_norm", "exact_match", "em", "pass@1", "recall", "copy_acc", "first_acc"}
+)
+
+
+def is_binary_metric(name: str, *values: Any) -> bool:
+    """A 0/1 comparison: the metric is 0/1 by definition and every value is 0 or 1 (a mean
+    of several runs' 0/1 values is not)."""
+    base = name.split("[", 1)[0]
+    return base in BINARY_METRICS and all(is_binary(v) for v in values)
 
 
 def cluster_codes(clusters: Sequence[Any] | None, n: int) -> tuple[np.ndarray, int]:
@@ -366,6 +574,7 @@ class PairedTest:
     n_clusters: int
     level: float
     binary: bool
+    ci_method: str = ""
 
 
 def paired_compare(
@@ -425,17 +634,17 @@ def paired_analysis(
     clustered = clusters is not None and g < x.size
     delta = float(y.mean() - x.mean())
     dist = paired_bootstrap_distribution(x, y, clusters, resamples, seed, smooth=binary)
-    low, high = percentile_interval(dist, level)
-    low, high = min(low, delta), max(high, delta)
+    closed = paired_delta(x, y, clusters, binary=binary, level=level)
+    se = closed.se
     if binary:
-        d, labels = smoothed_differences(x, y, clusters)
-        se = mean_se(d, labels)
+        # Bonett-Price: holds its coverage at n = 10 and with no discordant pair at all.
+        low, high, method = closed.low, closed.high, closed.method
     else:
-        se = mean_se(y - x, clusters)
-        if not se > 0:
-            # Identical runs: no paired variance to measure; fall back to treating the runs
-            # as independent, which overstates the MDE rather than report a meaningless 0.
-            se = math.sqrt(mean_se(x, clusters) ** 2 + mean_se(y, clusters) ** 2)
+        low, high = studentized_bootstrap(y - x, clusters, level, resamples, seed)
+        method = CI_PAIRED_T
+        if low == high:
+            low, high, method = closed.low, closed.high, closed.method
+    low, high = min(low, delta), max(high, delta)
     chosen = test
     if test == "auto":
         chosen = "mcnemar" if binary and not clustered else "bootstrap"
@@ -466,8 +675,129 @@ def paired_analysis(
         n_clusters=int(g),
         level=level,
         binary=binary,
+        ci_method=method,
     )
     return result, dist
+
+
+def mover_mean(intervals: Sequence[Interval]) -> Interval:
+    """The unweighted mean of independent estimates with its interval by MOVER (Zou & Donner
+    2008): each side's half-width is recovered from the estimates' own limits, so asymmetric
+    intervals near 0 or 1 (Wilson) stay asymmetric and the mean holds their coverage."""
+    if not intervals:
+        raise ValueError("no intervals to combine")
+    w = 1.0 / len(intervals)
+    value = w * math.fsum(c.value for c in intervals)
+    low = value - w * math.sqrt(math.fsum((c.value - c.low) ** 2 for c in intervals))
+    high = value + w * math.sqrt(math.fsum((c.high - c.value) ** 2 for c in intervals))
+    methods = "+".join(sorted({c.method for c in intervals}))
+    return Interval(
+        value, min(low, value), max(high, value), sum(c.n for c in intervals), f"mover({methods})"
+    )
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """mean(b) - mean(a) on paired items with an interval, the SE behind it and its method.
+
+    `center` is the estimate the interval and tests are built around: for 0/1 outcomes the
+    add-one adjusted difference of Bonett & Price (it shrinks towards 0 with few items), else
+    the plain difference. `df` are the degrees of freedom of the t reference (inf: normal).
+    """
+
+    delta: float
+    center: float
+    low: float
+    high: float
+    se: float
+    df: float
+    n: int
+    n_clusters: int
+    binary: bool
+    method: str
+
+
+# Relative to the metric's scale. Per-item metrics come from fp32 log-probabilities (relative
+# resolution ~1e-7, summed over tokens): differences below this are rounding, not evidence.
+SE_FLOOR_REL = 1e-6
+
+
+def se_floor(*values: np.ndarray) -> float:
+    """The smallest SE taken at face value, so that a zero-variance shift reports an SE (and
+    MDE) at the resolution of the metric, not 7e-18."""
+    scale = max((float(np.abs(v).max()) for v in values if v.size), default=1.0)
+    return SE_FLOOR_REL * max(1.0, scale)
+
+
+def paired_delta(
+    a: Any,
+    b: Any,
+    clusters: Sequence[Any] | None = None,
+    *,
+    binary: bool | None = None,
+    level: float = DEFAULT_LEVEL,
+) -> PairedDelta:
+    """Closed-form interval of the paired difference b - a.
+
+    0/1 outcomes: Bonett & Price's adjusted Wald interval (one pseudo-pair won by each side
+    added, n + 2 pairs): it never collapses, even with no discordant pair, and holds its
+    coverage at n = 10 (docs/decisions.md). With clusters, the same centre with a
+    cluster-robust SE and G - 1 degrees of freedom. Continuous: the paired t interval on the
+    (cluster-robust) SE, G - 1 degrees of freedom; the SE is floored (`se_floor`).
+    """
+    x, y = _as_array(a, "a"), _as_array(b, "b")
+    if x.size != y.size:
+        raise ValueError("paired samples must have the same length")
+    n = int(x.size)
+    if n == 0:
+        raise ValueError("no paired items")
+    is01 = is_binary(x) and is_binary(y)
+    if binary is None:
+        binary = is01
+    if binary and not is01:
+        raise ValueError("a 0/1 comparison asked for values that are not all 0 or 1")
+    _, g = cluster_codes(clusters, n)
+    clustered = clusters is not None and g < n
+    delta = float(y.mean() - x.mean())
+    if binary:
+        b_only = float(((y == 1) & (x == 0)).sum())
+        a_only = float(((y == 0) & (x == 1)).sum())
+        p21, p12 = (b_only + 1) / (n + 2), (a_only + 1) / (n + 2)
+        center = p21 - p12
+        if clustered:
+            d, labels = smoothed_differences(x, y, clusters)
+            se = mean_se(d, labels)
+            df = float(g + 1)  # the two pseudo-pairs are clusters of their own
+        else:
+            se = math.sqrt(max(p12 + p21 - center**2, 0.0) / (n + 2))
+            df = math.inf
+        method = CI_BONETT_PRICE
+    else:
+        center = delta
+        se = mean_se(y - x, clusters) if n > 1 else float("nan")
+        df = float(max(g - 1, 1))
+        method = "paired-t"
+        if not (math.isfinite(se) and se > se_floor(x, y)):
+            # No paired variance above rounding noise (identical runs, or one shift on every
+            # item): the SE is the floor, not 7e-18, and says so in its method.
+            se = se_floor(x, y)
+            method = "paired-t (SE floor)"
+    q = _t_quantile(1 - (1 - level) / 2, df)
+    low, high = center - q * se, center + q * se
+    if binary:
+        low, high = max(low, -1.0), min(high, 1.0)
+    return PairedDelta(
+        delta=delta,
+        center=center,
+        low=float(low),
+        high=float(high),
+        se=float(se),
+        df=df,
+        n=n,
+        n_clusters=int(g),
+        binary=bool(binary),
+        method=method,
+    )
 
 
 # -- multiple comparisons -------------------------------------------------------------------

@@ -104,3 +104,53 @@ def test_results_do_not_depend_on_the_reference_slice() -> None:
     base = np.array(results[0], dtype=float)
     for other in results[1:]:
         np.testing.assert_allclose(np.array(other, dtype=float), base, rtol=1e-7, atol=1e-10)
+
+
+def _mix_shares() -> np.ndarray:
+    """The shipped 3x3 mix design (examples/checkpoints/mix-a*-k*): tokens per slice."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "checkpoints"
+    rows = []
+    for d in sorted(root.glob("mix-a*-k*")):
+        prov = yaml.safe_load((d / "provenance.yaml").read_text())
+        rows.append([float(s["tokens"]) for s in prov["slices"]])
+    tokens = np.array(rows)
+    return tokens / tokens.sum(axis=1, keepdims=True)
+
+
+def test_intervals_on_the_shipped_3x3_design_are_t_based_and_cover() -> None:
+    from evalkit.analysis.attribute import SMALL_DOF, residual_dof
+
+    shares = _mix_shares()
+    runs, k = shares.shape
+    assert (runs, k) == (9, 4) and residual_dof(runs, k) < SMALL_DOF
+    z = log_shares(shares)
+    truth = np.array([0.10, 0.05, 0.0, -0.15])  # arithmetic, kv, code (held fixed), prose
+    rng = np.random.default_rng(21)
+    options = AttributeOptions(resamples=300)
+    hits, old_hits = [], []
+    for _ in range(150):
+        # Little run-to-run noise and many items: where the percentile bootstrap over 9 runs
+        # dipped below nominal.
+        items = 400
+        y = (
+            rng.normal(0.5, 0.2, items)[None, :]
+            + (z @ truth)[:, None]
+            + rng.normal(0, 0.001, runs)[:, None]
+            + rng.normal(0, 0.3, (runs, items))
+        )
+        effects = family_effects(
+            "f", y, shares, ("arithmetic", "kv", "code", "prose"), options, rng
+        )
+        for e, g in zip(effects, truth, strict=True):
+            if e.identifiable:
+                hits.append(e.ci_low <= g * LN2 <= e.ci_high)
+        _, draws = bootstrap_effects(y, z, 1e-3, 300, rng)
+        lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+        old_hits.extend(((lo <= truth) & (truth <= hi))[[0, 1, 3]])
+    coverage = float(np.mean(hits))
+    assert 0.94 <= coverage <= 0.998, coverage
+    assert coverage >= float(np.mean(old_hits))

@@ -45,7 +45,7 @@ def test_mcnemar_rejects_non_binary() -> None:
 
 def test_mean_ci_matches_scipy_percentile_bootstrap() -> None:
     x = np.random.default_rng(1).gamma(2.0, 1.0, size=60)
-    ours = S.mean_ci(x, resamples=20_000, seed=3)
+    ours = S.percentile_mean_ci(x, resamples=20_000, seed=3)
     ref = sps.bootstrap(
         (x,), np.mean, n_resamples=20_000, method="percentile", random_state=4
     ).confidence_interval

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit import stats as S
 from evalkit.analysis.compare import CompareOptions, Comparison, compare_sides, unique_labels
 from evalkit.analysis.jsonsafe import json_safe
 from evalkit.analysis.runs import RunSide, side_from_run
@@ -279,6 +280,14 @@ def bootstrap_effects(
     return point, point + dev_runs * small + dev_items * keep
 
 
+SMALL_DOF = 10  # runs - parameters below this: t-based intervals, with a warning
+
+
+def residual_dof(n_runs: int, n_slices: int) -> int:
+    """Runs minus the parameters of the log-contrast fit (an intercept and K - 1 slopes)."""
+    return max(n_runs - n_slices, 1)
+
+
 def family_effects(
     family: str,
     y: np.ndarray,
@@ -292,8 +301,17 @@ def family_effects(
     reasons = identifiability(z, options.min_log_sd)
     point, draws = bootstrap_effects(y, z, options.ridge, options.resamples, rng, ref)
     alpha = (1 - options.level) / 2
-    lows = np.quantile(draws, alpha, axis=0)
-    highs = np.quantile(draws, 1 - alpha, axis=0)
+    dof = residual_dof(len(y), len(slices))
+    if dof < SMALL_DOF:
+        # Few runs per parameter: the run bootstrap draws from a handful of distinct runs (9
+        # runs: 6.5% of resamples hold <= 4) and its quantiles are unreliable. Use its SD with
+        # a t quantile on the regression's residual degrees of freedom instead.
+        q = S._t_quantile(1 - alpha, dof)
+        sd = draws.std(axis=0, ddof=1)
+        lows, highs = point - q * sd, point + q * sd
+    else:
+        lows = np.quantile(draws, alpha, axis=0)
+        highs = np.quantile(draws, 1 - alpha, axis=0)
     out = []
     for j, name in enumerate(slices):
         sd = float(z[:, j].std())
@@ -421,6 +439,13 @@ def attribute_runs(
     effects: list[SliceEffect] = []
     pairs: list[AblationPair] = []
     if len(runs) >= options.min_sweep_runs:
+        dof = residual_dof(len(runs), len(d.slices))
+        if dof < SMALL_DOF:
+            warnings.append(
+                f"{len(runs)} runs for {len(d.slices)} slices leave {dof} residual degrees of "
+                f"freedom: intervals are t-based (bootstrap SD x t quantile with {dof} df), and "
+                "wide; more runs narrow them (docs/provenance.md)"
+            )
         for family, y in d.family_items.items():
             effects.extend(family_effects(family, y, d.shares, d.slices, options, rng))
     else:

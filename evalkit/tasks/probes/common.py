@@ -29,6 +29,19 @@ MC_METRICS: tuple[MetricSpec, ...] = (
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """The items a per-bucket row averages: those whose tags equal all of `tags` (k = 4; a
+    length and a depth; a label condition). The row then carries these items' own n and the
+    interval of their mean (Wilson for 0/1, bootstrap-t else), not the task's."""
+
+    metric: str
+    tags: tuple[tuple[str, TagValue], ...]
+
+    def members(self, results: Sequence[ItemResult]) -> list[ItemResult]:
+        return [r for r in results if all(r.tags.get(k) == v for k, v in self.tags)]
+
+
+@dataclass(frozen=True)
 class Summary:
     """A task-level number derived from all of a task's per-item results (a slope, a ratio, a
     difference of conditions), written to scores.parquet as its own metric row.
@@ -41,6 +54,7 @@ class Summary:
     higher_is_better: bool = True
     cluster: str | None = "test_doc"
     fixed: bool = False
+    bucket: Bucket | None = None  # a mean over a subset of the items: its own n and interval
 
 
 @dataclass(frozen=True)

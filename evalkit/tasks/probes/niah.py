@@ -33,7 +33,7 @@ from evalkit.tasks.base import (
     items_hash,
     text_hash,
 )
-from evalkit.tasks.probes.common import ProbeSpec, Summary, group_mean
+from evalkit.tasks.probes.common import Bucket, ProbeSpec, Summary, group_mean
 from evalkit.tasks.probes.haystack import (
     HAYSTACKS,
     VARIANTS,
@@ -298,10 +298,12 @@ class NiahTask:
     def summaries(self) -> tuple[Summary, ...]:
         out: list[Summary] = []
         for n in self.run_lengths:
-            out.append(Summary(f"recall[len={n}]", _by("recall", n), cluster=None))
-            out.append(Summary(f"value_ll_gain[len={n}]", _by("value_ll_gain", n), cluster=None))
+            for m in ("recall", "value_ll_gain"):
+                out.append(Summary(f"{m}[len={n}]", _by(m, n), cluster=None,
+                                   bucket=Bucket(m, (("length", n),))))  # fmt: skip
             for d in self.depths:
-                out.append(Summary(f"recall[len={n},depth={d}]", _by("recall", n, d), cluster=None))
+                out.append(Summary(f"recall[len={n},depth={d}]", _by("recall", n, d), cluster=None,
+                                   bucket=Bucket("recall", (("length", n), ("depth", d)))))  # fmt: skip
         out.append(
             Summary(
                 f"effective_length[recall>={self.threshold:g}]",

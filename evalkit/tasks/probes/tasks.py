@@ -27,6 +27,7 @@ from evalkit.tasks.base import (
 )
 from evalkit.tasks.probes.common import (
     MC_METRICS,
+    Bucket,
     ProbeSpec,
     Summary,
     group_mean,
@@ -249,7 +250,11 @@ class FewShotCurveTask(_MCProbe):
     @property
     def summaries(self) -> tuple[Summary, ...]:
         m = self.curve_metric
-        out = [Summary(f"{m}[k={k}]", _by_tag(m, "k", k)) for k in self.ks if k in self.present]
+        out = [
+            Summary(f"{m}[k={k}]", _by_tag(m, "k", k), bucket=Bucket(m, (("k", k),)))
+            for k in self.ks
+            if k in self.present
+        ]
         out.append(Summary("slope_log2k" if m == "acc" else f"slope_log2k_{m}", _slope(m)))
         for k in self.ks:
             if self.skipped.get(k, 0):
@@ -378,7 +383,14 @@ class LabelProbeTask(_MCProbe):
 
     @property
     def summaries(self) -> tuple[Summary, ...]:
-        out = [Summary(f"acc[{c}]", _by_tag("acc", "condition", c)) for c in self.conditions()]
+        out = [
+            Summary(
+                f"acc[{c}]",
+                _by_tag("acc", "condition", c),
+                bucket=Bucket("acc", (("condition", c),)),
+            )
+            for c in self.conditions()
+        ]
         if self.mode == "labels":
             out.append(Summary("label_sensitivity", _label_sensitivity))
         else:
