@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,14 +56,12 @@ def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
     out: list[Score] = []
     for s in getattr(task, "summaries", ()):
         value = float(s.compute(results))
-        if s.fixed:
-            out.append(Score(task.name, task.family, s.metric, value, value, value,
-                             len(results), s.higher_is_better))  # fmt: skip
-            continue
+        if not math.isfinite(value):
+            continue  # not defined on this run (a slope over one k): no row rather than a NaN
         low, high = _cluster_ci(results, s.compute, s.cluster)
         out.append(
-            Score(task.name, task.family, s.metric, value, low, high, len(results),
-                  s.higher_is_better)
+            Score(task.name, task.family, s.metric, value, min(low, value), max(high, value),
+                  len(results), s.higher_is_better)
         )  # fmt: skip
     out.extend(language_scores(task.name, task.family, task.metrics, results))
     return out

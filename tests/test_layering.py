@@ -24,6 +24,7 @@ RANKS: dict[str, int] = {
     "evalkit.scoring": 4,
     "evalkit.provenance": 5,
     "evalkit.store": 5,
+    "evalkit.skips": 5,
     "evalkit.analysis": 6,
     "evalkit.catalog": 6,
     "evalkit.report": 7,
