@@ -15,6 +15,7 @@ from typing import Any
 
 from evalkit import __version__
 from evalkit.backends.base import Backend
+from evalkit.backends.damage import vocabulary_facts, vocabulary_warning
 from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
 from evalkit.errors import EvalkitError, TaskCannotRun
@@ -221,23 +222,36 @@ def score(
         items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
         chat_info = fmt.describe()
     prov = None
+    vocab: dict[str, int] | None = None
     if isinstance(backend, str):
         if not ckpt.exists():
             raise EvalkitError(f"checkpoint not found: {ckpt}")
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
-    t_load = time.time()
-    model = (
-        load_backend(
-            ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
-        )
-        if isinstance(backend, str)
-        else backend
+        vocab = vocabulary_facts(ckpt, text_tokenizer.vocab_size)
+        warning = vocabulary_warning(ckpt, vocab)
+        if warning:
+            print(warning, file=sys.stderr)
+    # Opened before the model loads: an unusable cache folder fails in seconds, not after.
+    cache = (
+        ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
+        if use_cache
+        else None
     )
+    t_load = time.time()
+    try:
+        model = (
+            load_backend(
+                ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
+            )
+            if isinstance(backend, str)
+            else backend
+        )
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
     load_seconds = time.time() - t_load
 
-    cache = None
-    if use_cache:
-        cache = ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
     engine = Engine(model, cache, EngineOptions(truncation=truncation, progress=progress))
     t_run = time.time()
     try:
@@ -288,6 +302,7 @@ def score(
         "backend_settings": settings,
         "dtype": settings.get("dtype"),
         "max_length": model.max_length,
+        "vocabulary": vocab,
         "hardware": _hardware(settings.get("device", "cpu")),
         "suite": suite_obj.name if suite_obj is not None else None,
         "tasks": [_task_entry(t, items[t.name], truncated[t.name]) for t in task_objs],
@@ -637,12 +652,12 @@ def slice_fit(
         docs[s.name] = texts
     if not docs:
         raise EvalkitError(f"{ckpt}: no slice lists sample_documents to measure fit on")
-    model = load_backend(ckpt, backend, device, dtype) if isinstance(backend, str) else backend
     cache = (
         ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
         if use_cache
         else None
     )
+    model = load_backend(ckpt, backend, device, dtype) if isinstance(backend, str) else backend
     engine = Engine(model, cache, EngineOptions(truncation="left", progress=progress))
     requests = {name: [RollingLoglikelihood(t) for t in texts] for name, texts in docs.items()}
     try:

@@ -48,6 +48,7 @@ class SuiteSkips:
     def __init__(self, strict: bool, echo: Callable[[str], None] | None = None) -> None:
         self.strict = strict
         self.skipped: list[SkippedTask] = []
+        self._said = 0
         self._echo = echo or (lambda line: print(line, file=sys.stderr))
 
     def skip(self, task: Task, error: EvalkitError) -> None:
@@ -56,17 +57,19 @@ class SuiteSkips:
         # The task is named beside the reason already.
         reason = str(error).removeprefix(f"task {task.name}: ")
         self.skipped.append(SkippedTask(task.name, task.family, reason))
-        self._echo(f"skipped task {task.name} ({task.family}): {reason}")
 
     def to_manifest(self) -> list[dict[str, str]]:
         return [s.to_dict() for s in self.skipped]
 
     def check_left(self, tasks: Sequence[Task]) -> None:
-        """Fail when every task was skipped: an empty run answers nothing."""
-        if tasks:
-            return
-        reasons = "; ".join(f"{s.task}: {s.reason}" for s in self.skipped)
-        raise EvalkitError(f"no task can run on this checkpoint ({reasons})")
+        """Fail when every task was skipped (an empty run answers nothing; the error names
+        every reason, in one line); else say the new skips, as the run goes on without them."""
+        if not tasks:
+            reasons = "; ".join(f"{s.task}: {s.reason}" for s in self.skipped)
+            raise EvalkitError(f"no task can run on this checkpoint ({reasons})")
+        for s in self.skipped[self._said :]:
+            self._echo(f"skipped task {s.task} ({s.family}): {s.reason}")
+        self._said = len(self.skipped)
 
     def build_items(
         self, tasks: Sequence[Task], build: Callable[[Task], list[Item]]
