@@ -19,6 +19,12 @@ from evalkit.backends.damage import vocabulary_facts, vocabulary_warning
 from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
 from evalkit.errors import EvalkitError, TaskCannotRun
+from evalkit.inputs import (
+    check_backend_options,
+    check_device,
+    check_token_budget,
+    check_writable_folder,
+)
 from evalkit.provenance import Provenance, find_provenance
 from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.scoring import Score, family_scores, summary_scores, task_scores
@@ -177,6 +183,7 @@ def score(
         raise EvalkitError(
             f"run directory already exists: {Path(out).resolve()} (runs are immutable)"
         )
+    check_token_budget(token_budget)
     suite_obj = load_suite(suite) if suite is not None else None
     names = list(suite_obj.tasks) if suite_obj is not None else list(tasks or [])
     tdir = Path(tasks_dir) if tasks_dir is not None else None
@@ -202,6 +209,8 @@ def score(
         from evalkit.backends.hf import checkpoint_window, load_tokenizer
 
         backend = resolve_backend(backend, device)
+        check_backend_options(backend, vllm_options)
+        check_device(device)
         text_tokenizer = load_tokenizer(ckpt)
         window = checkpoint_window(ckpt, text_tokenizer)
         if backend == "vllm":
@@ -231,7 +240,8 @@ def score(
         warning = vocabulary_warning(ckpt, vocab)
         if warning:
             print(warning, file=sys.stderr)
-    # Opened before the model loads: an unusable cache folder fails in seconds, not after.
+    # Checked before the model loads: an unusable folder fails in seconds, not after the work.
+    check_writable_folder(Path(out).parent if out is not None else Path("runs"), "run directory")
     cache = (
         ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
         if use_cache

@@ -29,6 +29,7 @@ RANKS: dict[str, int] = {
     "evalkit.catalog": 6,
     "evalkit.report": 7,
     "evalkit.api": 8,
+    "evalkit.inputs": 8,
     "evalkit.sweep": 8,
     "evalkit.cli": 9,
 }
