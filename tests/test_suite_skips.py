@@ -115,6 +115,11 @@ def test_a_task_with_a_prompt_over_the_window_is_skipped_and_the_rest_run(
     assert "doc 1" in reason and "window is 64" in reason and "--truncation left" in reason
     assert [t["name"] for t in run.manifest["tasks"]] == ["short"]
     assert {s.task for s in run.scores} == {"short", "family:test"}
+    # The catalog's runs view carries them too.
+    from evalkit.catalog import query
+
+    (row,) = query("SELECT skipped_tasks, n_skipped_tasks, n_tasks FROM runs", tmp_path).rows
+    assert row == ("long", 1, 1)
     # Strict: the same input is the error it always was.
     with pytest.raises(ContextTooLongError, match="task long doc 1"):
         evalkit.score(
