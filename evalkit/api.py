@@ -15,12 +15,21 @@ from typing import Any
 
 from evalkit import __version__
 from evalkit.backends.base import Backend
+from evalkit.backends.damage import vocabulary_facts, vocabulary_warning
 from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
-from evalkit.errors import ContextTooLongError, EvalkitError
+from evalkit.errors import EvalkitError, TaskCannotRun
+from evalkit.inputs import (
+    check_backend_options,
+    check_device,
+    check_token_budget,
+    check_writable_folder,
+)
 from evalkit.provenance import Provenance, find_provenance
 from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.scoring import Score, family_scores, summary_scores, task_scores
+from evalkit.skips import MANIFEST_KEY as SKIPPED_TASKS
+from evalkit.skips import SuiteSkips
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
 from evalkit.tasks.base import (
     Item,
@@ -150,6 +159,7 @@ def score(
     sandbox: str = "auto",
     haystack: str | Path | None = None,
     vllm_options: Sequence[str] = (),
+    strict_suite: bool = False,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -158,6 +168,8 @@ def score(
     `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
     (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
+    A task that cannot run on this checkpoint is skipped with its reason (manifest
+    `skipped_tasks`, see `evalkit.skips`); `strict_suite=True` makes that an error instead.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -171,6 +183,7 @@ def score(
         raise EvalkitError(
             f"run directory already exists: {Path(out).resolve()} (runs are immutable)"
         )
+    check_token_budget(token_budget)
     suite_obj = load_suite(suite) if suite is not None else None
     names = list(suite_obj.tasks) if suite_obj is not None else list(tasks or [])
     tdir = Path(tasks_dir) if tasks_dir is not None else None
@@ -178,7 +191,14 @@ def score(
         raise EvalkitError(f"tasks directory not found: {tdir}")
     # Everything about the tasks is checked before the model is loaded.
     task_objs = resolve_tasks(names, tdir)
-    code_sandbox = _code_sandbox(task_objs, sandbox)
+    skips = SuiteSkips(strict_suite)
+    try:
+        code_sandbox = _code_sandbox(task_objs, sandbox)
+    except TaskCannotRun as exc:
+        code_sandbox = None
+        task_objs = skips.drop(
+            task_objs, [t for t in task_objs if isinstance(t, ExecutedTask)], exc
+        )
     if haystack is not None:
         task_objs = _with_haystack(task_objs, Path(haystack))
     # Tasks see the model's window through the tokenizer they are given (from the config
@@ -189,6 +209,8 @@ def score(
         from evalkit.backends.hf import checkpoint_window, load_tokenizer
 
         backend = resolve_backend(backend, device)
+        check_backend_options(backend, vllm_options)
+        check_device(device)
         text_tokenizer = load_tokenizer(ckpt)
         window = checkpoint_window(ckpt, text_tokenizer)
         if backend == "vllm":
@@ -203,39 +225,47 @@ def score(
         # Tasks that size prompts to the window (needle tasks) must leave the template room.
         room = tokenizer.max_context - _chat_overhead(fmt, tokenizer)
         tokenizer = WindowedTokenizer(tokenizer, room)
-    items: dict[str, list[Item]] = {t.name: list(t.items(limit, tokenizer)) for t in task_objs}
-    for name, its in items.items():
-        if not its:
-            raise EvalkitError(f"task {name} has no items")
+    task_objs, items = skips.build_items(task_objs, lambda t: list(t.items(limit, tokenizer)))
     chat_info: dict[str, Any] | None = None
     if fmt is not None:
         items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
         chat_info = fmt.describe()
     prov = None
+    vocab: dict[str, int] | None = None
     if isinstance(backend, str):
         if not ckpt.exists():
             raise EvalkitError(f"checkpoint not found: {ckpt}")
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
-    t_load = time.time()
-    model = (
-        load_backend(
-            ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
-        )
-        if isinstance(backend, str)
-        else backend
+        vocab = vocabulary_facts(ckpt, text_tokenizer.vocab_size)
+        warning = vocabulary_warning(ckpt, vocab)
+        if warning:
+            print(warning, file=sys.stderr)
+    # Checked before the model loads: an unusable folder fails in seconds, not after the work.
+    check_writable_folder(Path(out).parent if out is not None else Path("runs"), "run directory")
+    cache = (
+        ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
+        if use_cache
+        else None
     )
+    t_load = time.time()
+    try:
+        model = (
+            load_backend(
+                ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
+            )
+            if isinstance(backend, str)
+            else backend
+        )
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
     load_seconds = time.time() - t_load
 
-    cache = None
-    if use_cache:
-        cache = ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
     engine = Engine(model, cache, EngineOptions(truncation=truncation, progress=progress))
-    all_requests = [r for its in items.values() for it in its for r in it.requests]
     t_run = time.time()
     try:
-        result = engine.run(all_requests)
-    except ContextTooLongError as exc:
-        raise ContextTooLongError(_locate(str(exc), items)) from None
+        result, task_objs, items = skips.run(engine, task_objs, items)
     finally:
         if cache is not None:
             cache.close()
@@ -282,9 +312,11 @@ def score(
         "backend_settings": settings,
         "dtype": settings.get("dtype"),
         "max_length": model.max_length,
+        "vocabulary": vocab,
         "hardware": _hardware(settings.get("device", "cpu")),
         "suite": suite_obj.name if suite_obj is not None else None,
         "tasks": [_task_entry(t, items[t.name], truncated[t.name]) for t in task_objs],
+        SKIPPED_TASKS: skips.to_manifest(),
         "limit": limit,
         "truncation": truncation,
         "seeds": {"bootstrap": 0},
@@ -320,7 +352,11 @@ def _code_sandbox(tasks: Sequence[Task], mode: str) -> Sandbox | None:
         raise EvalkitError(f"unknown sandbox mode {mode!r}; choose one of {', '.join(MODES)}")
     if not any(isinstance(t, ExecutedTask) for t in tasks):
         return None
-    box = Sandbox(choose(mode))
+    try:
+        isolation = choose(mode)
+    except EvalkitError as exc:  # no isolation here for `strict`: the code tasks cannot run
+        raise TaskCannotRun(str(exc)) from None
+    box = Sandbox(isolation)
     print(f"{box.isolation.describe()} [{box.workers} parallel]", file=sys.stderr)
     return box
 
@@ -391,16 +427,6 @@ def _mark(result: ItemResult, truncated: bool) -> ItemResult:
     from dataclasses import replace
 
     return replace(result, truncated=True)
-
-
-def _locate(message: str, items: dict[str, list[Item]]) -> str:
-    """Name the task and document behind a request-hash error message."""
-    for task, its in items.items():
-        for it in its:
-            for r in it.requests:
-                if r.hash[:12] in message:
-                    return f"task {task} doc {it.doc_id}: {message.replace(f'request {r.hash[:12]} ', '')}"
-    return message
 
 
 # -- decisions: compare and gate -------------------------------------------------------------
@@ -636,12 +662,12 @@ def slice_fit(
         docs[s.name] = texts
     if not docs:
         raise EvalkitError(f"{ckpt}: no slice lists sample_documents to measure fit on")
-    model = load_backend(ckpt, backend, device, dtype) if isinstance(backend, str) else backend
     cache = (
         ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
         if use_cache
         else None
     )
+    model = load_backend(ckpt, backend, device, dtype) if isinstance(backend, str) else backend
     engine = Engine(model, cache, EngineOptions(truncation="left", progress=progress))
     requests = {name: [RollingLoglikelihood(t) for t in texts] for name, texts in docs.items()}
     try:

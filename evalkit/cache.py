@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from evalkit.errors import EvalkitError
 from evalkit.requests import (
     GenerateResult,
     LoglikelihoodResult,
@@ -76,13 +77,22 @@ class ResultCache:
     """A persistent map from cache keys to responses."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.commit()
+        # An unusable folder (under a file, read-only, /proc) is the user's to fix: one line.
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise EvalkitError(
+                f"unusable cache directory {path.parent}: {why} (give --cache-dir DIR or --no-cache)"
+            ) from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Response]:
         found: dict[str, Response] = {}

@@ -70,6 +70,8 @@ def _run_row(path: Path, m: dict[str, Any]) -> dict[str, Any]:
     timings = _dict(m.get("timings"))
     chat = m.get("chat_template")
     tasks = [str(t.get("name")) for t in m.get("tasks", []) if isinstance(t, dict)]
+    skipped = [str(s.get("task")) for s in m.get("skipped_tasks") or [] if isinstance(s, dict)]
+    vocab = _dict(m.get("vocabulary"))
     return {
         "run": str(path),
         "name": path.name,
@@ -78,6 +80,9 @@ def _run_row(path: Path, m: dict[str, Any]) -> dict[str, Any]:
         "suite": m.get("suite"),
         "tasks": ",".join(tasks),
         "n_tasks": len(tasks),
+        "skipped_tasks": ",".join(skipped),
+        "n_skipped_tasks": len(skipped),
+        "padded_vocab_rows": _int_or_none(vocab.get("padded_rows")),
         "item_limit": _int_or_none(m.get("limit")),
         "backend": m.get("backend"),
         "dtype": m.get("dtype"),

@@ -89,6 +89,13 @@ def score(
             "data_parallel_size, gpu_memory_utilization, max_model_len, max_num_batched_tokens...)."
         ),
     ] = None,
+    strict_suite: Annotated[
+        bool,
+        typer.Option(
+            "--strict-suite",
+            help="Stop on a task that cannot run on this checkpoint (default: skip it, loudly).",
+        ),
+    ] = False,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -115,14 +122,16 @@ def score(
             sandbox=sandbox,
             haystack=haystack,
             vllm_options=tuple(vllm_option or ()),
+            strict_suite=strict_suite,
         )
     except EvalkitError as exc:
         _fail(str(exc))
-    from evalkit.report.console import print_scores
+    from evalkit.report.console import print_run_facts, print_scores
     from evalkit.report.longctx import print_niah
 
     print_scores(run.scores)
     print_niah(run.scores, run.manifest)
+    print_run_facts(run.manifest)
     s = run.stats
     typer.echo(
         f"{s.unique} unique requests: {s.reused} reused from cache, {s.computed} computed"

@@ -28,7 +28,7 @@ from evalkit.backends.base import (
     TokenScore,
 )
 from evalkit.cache import ResultCache, cache_key
-from evalkit.errors import ContextTooLongError
+from evalkit.errors import ContextTooLongError, DamagedModelError
 from evalkit.requests import (
     Generate,
     GenerateResult,
@@ -378,9 +378,10 @@ class Engine:
 
 def _check_score(score: TokenScore, unit: Unit) -> None:
     if score.logprob != score.logprob or score.logprob == float("inf"):
-        raise FloatingPointError(
-            f"backend returned a NaN/inf log-likelihood for a {len(unit[1])}-token continuation "
-            f"after a {len(unit[0])}-token context"
+        raise DamagedModelError(
+            f"the model returned a NaN/inf log-likelihood for a {len(unit[1])}-token continuation "
+            f"after a {len(unit[0])}-token context: a damaged checkpoint, or overflow in this "
+            "dtype (try --dtype float32)"
         )
 
 

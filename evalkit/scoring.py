@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,6 @@ import numpy as np
 from evalkit.errors import EvalkitError
 from evalkit.stats import (
     CI_CLUSTER_PERCENTILE,
-    CI_NONE,
     bootstrap_ci,
     mean_ci,
     mean_interval,
@@ -71,14 +71,12 @@ def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
             )
             continue
         value = float(s.compute(results))
-        if s.fixed:
-            out.append(Score(task.name, task.family, s.metric, value, value, value,
-                             len(results), s.higher_is_better, CI_NONE))  # fmt: skip
-            continue
+        if not math.isfinite(value):
+            continue  # not defined on this run (a slope over one k): no row rather than a NaN
         low, high = _cluster_ci(results, s.compute, s.cluster)
         out.append(
-            Score(task.name, task.family, s.metric, value, low, high, len(results),
-                  s.higher_is_better, CI_CLUSTER_PERCENTILE)
+            Score(task.name, task.family, s.metric, value, min(low, value), max(high, value),
+                  len(results), s.higher_is_better, CI_CLUSTER_PERCENTILE)
         )  # fmt: skip
     out.extend(language_scores(task.name, task.family, task.metrics, results))
     return out

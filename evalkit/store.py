@@ -66,9 +66,12 @@ def write_run(
     out = out.resolve()
     if out.exists() and not overwrite:
         raise EvalkitError(f"run directory already exists: {out} (runs are immutable)")
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise EvalkitError(f"cannot write run directory {out}: {exc.strerror or exc}") from None
     try:
         samples.to_parquet(staging / SAMPLES, index=False)
         scores.to_parquet(staging / SCORES, index=False)
@@ -77,6 +80,9 @@ def write_run(
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
+    except OSError as exc:  # a full disk, say: one line, and no half-written run left
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EvalkitError(f"cannot write run directory {out}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -96,25 +102,43 @@ def is_run(path: Path) -> bool:
 
 
 def read_run(path: Path) -> RunData:
-    import pandas as pd
-
-    if not is_run(path):
-        raise EvalkitError(f"not a complete evalkit run directory: {path}")
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = read_manifest(path)
     return RunData(
         path=path,
         manifest=manifest,
-        samples=pd.read_parquet(path / SAMPLES),
-        scores=pd.read_parquet(path / SCORES),
+        samples=_read_table(path, SAMPLES),
+        scores=_read_table(path, SCORES),
     )
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
     if not is_run(path):
         raise EvalkitError(f"not a complete evalkit run directory: {path}")
-    data = json.loads((path / MANIFEST).read_text())
-    assert isinstance(data, dict)
+    # A run directory damaged after it was written (edited, truncated) is one line, not a
+    # traceback from json or pyarrow.
+    try:
+        data = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise EvalkitError(f"damaged run directory {path}: {MANIFEST}: {_first(exc)}") from None
+    if not isinstance(data, dict):
+        raise EvalkitError(f"damaged run directory {path}: {MANIFEST} is not a JSON object")
     return data
+
+
+def _read_table(path: Path, name: str) -> Any:
+    import pandas as pd
+
+    if not (path / name).is_file():
+        raise EvalkitError(f"damaged run directory {path}: {name} is missing")
+    try:
+        return pd.read_parquet(path / name)
+    except Exception as exc:  # pyarrow raises its own types; any of them means damage
+        raise EvalkitError(f"damaged run directory {path}: {name}: {_first(exc)}") from None
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def list_runs(root: Path) -> list[Path]:

@@ -9,7 +9,7 @@ import pytest
 from evalkit.backends.fake import FakeBackend
 from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, rolling_windows
-from evalkit.errors import ContextTooLongError
+from evalkit.errors import ContextTooLongError, DamagedModelError
 from evalkit.requests import (
     Generate,
     GenerateResult,
@@ -150,7 +150,7 @@ def test_generation_results_and_stop_sequences() -> None:
 
 def test_a_nan_log_likelihood_is_an_error() -> None:
     backend = FakeBackend(lambda c, k: float("nan"))
-    with pytest.raises(FloatingPointError, match="NaN"):
+    with pytest.raises(DamagedModelError, match="NaN"):
         Engine(backend, options=QUIET).run([Loglikelihood("a", " b")])
 
 

@@ -24,10 +24,12 @@ RANKS: dict[str, int] = {
     "evalkit.scoring": 4,
     "evalkit.provenance": 5,
     "evalkit.store": 5,
+    "evalkit.skips": 5,
     "evalkit.analysis": 6,
     "evalkit.catalog": 6,
     "evalkit.report": 7,
     "evalkit.api": 8,
+    "evalkit.inputs": 8,
     "evalkit.sweep": 8,
     "evalkit.cli": 9,
 }

@@ -15,7 +15,7 @@ import pytest
 import evalkit
 from evalkit.api import ScoreRun
 from evalkit.backends.fake import ByteTokenizer, NeedleReader
-from evalkit.errors import EvalkitError
+from evalkit.errors import EvalkitError, TaskCannotRun
 from evalkit.tasks.base import WindowedTokenizer
 from evalkit.tasks.probes import haystack as H
 from evalkit.tasks.probes.niah import NiahTask, effective_length
@@ -148,10 +148,13 @@ def test_lengths_over_the_window_or_too_short_for_the_needles_are_skipped_with_w
     notes = task.manifest_notes
     assert notes["skipped_lengths"]["1024"].startswith("longer than")
     assert notes["model_window"] == 512 and notes["lengths_run"] == [512]
+    # Counts of items left out are run facts: the manifest's, never score rows.
+    assert notes["skipped_items"] == {"len=64": 6, "len=1024": 6}
     names = {s.metric: s for s in task.summaries}
-    assert "skipped_items[len=1024]" in names and "recall[len=512,depth=50]" in names
-    # Without a known window the task refuses, naming what it needs.
-    with pytest.raises(EvalkitError, match="needs the model's window"):
+    assert "recall[len=512,depth=50]" in names
+    assert not any(m.startswith(("skipped_items", "model_window")) for m in names)
+    # Without a known window the task cannot run here (a suite skips it), naming what it needs.
+    with pytest.raises(TaskCannotRun, match="needs the model's window"):
         task.items(None, WindowedTokenizer(tiny_tok.tokenizer, None))
 
 
@@ -263,8 +266,9 @@ def test_a_perfect_reader_has_recall_1_everywhere_and_the_window_as_effective_le
                 assert s[(t, f"recall[len={n},depth={d}]")].value == 1.0
         assert s[(t, "effective_length[recall>=0.85]")].value == 4096
         assert s[(t, "value_ll_gain")].value > 0
-        assert s[(t, "skipped_items[len=8192]")].value == 6
+        assert (t, "skipped_items[len=8192]") not in s and (t, "model_window") not in s
         entry = next(e for e in run.manifest["tasks"] if e["name"] == t)
+        assert entry["notes"]["skipped_items"] == {"len=8192": 6, "len=16384": 6}
         assert entry["notes"]["skipped_lengths"] == {
             "8192": "longer than the model's window of 4096 tokens",
             "16384": "longer than the model's window of 4096 tokens",

@@ -14,7 +14,7 @@ from evalkit.engine import Engine, EngineOptions
 from evalkit.errors import EvalkitError
 from evalkit.requests import TokenLogprobs
 from evalkit.scoring import family_scores, language_scores, summary_scores, task_scores
-from evalkit.tasks.base import ItemResult, MetricSpec, responses_for
+from evalkit.tasks.base import ItemResult, MetricSpec, WindowedTokenizer, responses_for
 from evalkit.tasks.probes.common import ProbeSpec, ols_slope
 from evalkit.tasks.probes.tasks import (
     FewShotCurveTask,
@@ -174,8 +174,20 @@ def test_fewshot_curve_skips_ks_that_do_not_fit_and_records_them() -> None:
     assert 32 not in ks and 16 not in ks and 0 in ks
     assert max(len(TOK.encode_plain(it.prompt)) for it in items) < 120
     names = {s.metric: s for s in task.summaries}
-    assert names["skipped_items[k=32]"].compute([]) == 30.0
+    assert task.manifest_notes["skipped_items"]["k=32"] == 30
+    assert not any(m.startswith("skipped_items") for m in names)
     assert "acc[k=32]" not in names and "acc[k=0]" in names
+
+
+def test_fewshot_curve_runs_the_ks_that_fit_a_short_window() -> None:
+    # The model's window, when shorter than max_context_tokens, caps the prompts the same way.
+    short = WindowedTokenizer(TOK, 120)
+    task = FewShotCurveTask(spec("fewshot_curve", **CURVE))
+    items = task.items(None, short)
+    assert {dict(it.tags)["k"] for it in items} >= {0}
+    assert max(len(TOK.encode_plain(it.prompt)) for it in items) < 120
+    assert task.manifest_notes["max_context_tokens"] == 120
+    assert task.manifest_notes["skipped_items"]["k=32"] == 30
 
 
 def test_fewshot_curve_slope_by_hand() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+from evalkit.backends.damage import FiniteLogits, check_finite_weights
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
 from evalkit.errors import EvalkitError
@@ -187,6 +188,7 @@ class HFBackend:
         self.decoder_impl = "native-llama" if shape is not None else "transformers"
         model.to(self.device)
         model.eval()
+        check_finite_weights(model, path, dtype)  # a NaN weight is an error, not a score
         self.model = model
         self.checkpoint = path
         self._tokenizer = hf_tokenizer
@@ -456,6 +458,7 @@ class HFBackend:
             attention_mask=attn.to(self.device),
             max_new_tokens=max_tokens,
             stopping_criteria=criteria,
+            logits_processor=transformers.LogitsProcessorList([FiniteLogits()]),
             pad_token_id=pad,
             eos_token_id=eos,
             use_cache=True,

@@ -45,7 +45,10 @@ def write_report(
     plots = out / PLOTS
     # A report folder is regenerated whole: stale plots from an earlier report must not linger.
     shutil.rmtree(plots, ignore_errors=True)
-    plots.mkdir(parents=True)
+    try:
+        plots.mkdir(parents=True)
+    except OSError as exc:
+        raise EvalkitError(f"cannot write the report in {out}: {exc.strerror or exc}") from None
     names = tuple(unique_labels(runs, labels))
     ctx = ReportContext(tuple(runs), names, plots, options or ReportOptions())
     built = tuple(fn(ctx) for fn in sections)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +126,25 @@ def print_query(
     for r in rows:
         table.add_row(*(_cell(v) for v in r))
     console.print(table)
+
+
+def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None) -> None:
+    """What the manifest says beside the scores: tasks skipped on this checkpoint (with why),
+    items a task left out (e.g. few-shot prompts too long at some k), and a vocabulary padded
+    beyond the tokenizer. Prints nothing when there is none of it."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140, highlight=False)
+    for s in manifest.get("skipped_tasks") or []:
+        console.print(
+            f"skipped task {escape(s['task'])} ({escape(s['family'])}): {escape(s['reason'])}"
+        )
+    for t in manifest.get("tasks") or []:
+        left_out = (t.get("notes") or {}).get("skipped_items") or {}
+        for bucket, count in left_out.items():
+            console.print(f"{escape(t['name'])}: {count} item(s) left out at {escape(bucket)}")
+    vocab = manifest.get("vocabulary") or {}
+    if vocab.get("padded_rows"):
+        console.print(
+            f"note: the embedding has {vocab['embedding_rows']} rows, the tokenizer "
+            f"{vocab['tokenizer_tokens']} tokens ({vocab['padded_rows']} rows never produced by "
+            "the tokenizer still share the softmax, as lm-eval scores them)"
+        )

@@ -26,6 +26,7 @@ from evalkit.errors import EvalkitError
 from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.markdown import num, pval, signed
+from evalkit.report.runfacts import run_fact_blocks
 from evalkit.store import RunData
 
 FAMILY_PREFIX = "family:"
@@ -223,6 +224,7 @@ def header(ctx: ReportContext) -> Section:
         ("provenance", _provenance),
         ("suite", lambda m: str(m.get("suite") or "(tasks)")),
         ("tasks", lambda m: str(len(m.get("tasks") or []))),
+        ("skipped tasks", lambda m: str(len(m.get("skipped_tasks") or []))),
         (
             "backend",
             lambda m: (
@@ -244,6 +246,7 @@ def header(ctx: ReportContext) -> Section:
     body = tuple((name, *(fn(r.manifest) for r in ctx.runs)) for name, fn in fields)
     head = ("", *(f"`{lab}`" for lab in ctx.labels))
     blocks: list[Any] = [Table(head, body)]
+    blocks += run_fact_blocks([r.manifest for r in ctx.runs], ctx.labels)
     if len(ctx.runs) > 1:
         blocks.insert(
             0,

@@ -47,13 +47,14 @@ class Summary:
     difference of conditions), written to scores.parquet as its own metric row.
 
     The CI resamples whole `cluster`s (the values of that tag, e.g. the test document behind
-    several items) with replacement; `fixed` summaries (counts) get no interval."""
+    several items) with replacement. Only scores belong here: run facts (a window, counts of
+    items left out) go to the task's `manifest_notes`. A summary that is not defined on a run
+    (NaN: a slope over a single k) writes no row."""
 
     metric: str
     compute: Callable[[Sequence[ItemResult]], float]
     higher_is_better: bool = True
     cluster: str | None = "test_doc"
-    fixed: bool = False
     bucket: Bucket | None = None  # a mean over a subset of the items: its own n and interval
 
 

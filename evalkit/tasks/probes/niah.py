@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalkitError
+from evalkit.errors import EvalkitError, TaskCannotRun
 from evalkit.requests import (
     Generate,
     GenerateResult,
@@ -155,7 +155,7 @@ class NiahTask:
     def resolve_lengths(self, window: int | None) -> tuple[list[int], dict[int, str]]:
         """(lengths to run, ascending; lengths skipped -> why) for a model's window."""
         if window is None:
-            raise EvalkitError(f"task {self.name} needs the model's window (max context)")
+            raise TaskCannotRun(f"task {self.name} needs the model's window (max context)")
         wanted = sorted({window if x == WINDOW else int(x) for x in self.lengths})
         run = [n for n in wanted if n <= window]
         why = {
@@ -203,8 +203,11 @@ class NiahTask:
             out.extend(cell)
             kept.append(length)
         if not out:
-            reasons = "; ".join(f"{n}: {r}" for n, (_, r) in sorted(skipped.items()))
-            raise EvalkitError(f"task {self.name}: no length can run ({reasons})")
+            by_reason: dict[str, list[str]] = {}
+            for n, (_, r) in sorted(skipped.items()):
+                by_reason.setdefault(r, []).append(str(n))
+            reasons = "; ".join(f"{', '.join(ns)}: {r}" for r, ns in by_reason.items())
+            raise TaskCannotRun(f"task {self.name}: no length can run ({reasons})")
         self.window = window
         self.run_lengths = tuple(kept)
         self.skipped = dict(sorted(skipped.items()))
@@ -308,16 +311,9 @@ class NiahTask:
             Summary(
                 f"effective_length[recall>={self.threshold:g}]",
                 _effective(self.threshold),
-                fixed=True,
+                cluster=None,  # items are independent draws (fresh needles each)
             )
         )
-        if self.window is not None:
-            out.append(Summary("model_window", _const(float(self.window)), fixed=True))
-        for n, (count, _) in self.skipped.items():
-            out.append(
-                Summary(f"skipped_items[len={n}]", _const(float(count)),
-                        higher_is_better=False, fixed=True)
-            )  # fmt: skip
         return tuple(out)
 
     @property
@@ -331,6 +327,7 @@ class NiahTask:
             "lengths_run": list(self.run_lengths),
             "depths": list(self.depths),
             "skipped_lengths": {str(n): why for n, (_, why) in self.skipped.items()},
+            "skipped_items": {f"len={n}": count for n, (count, _) in self.skipped.items()},
             "effective_length_threshold": self.threshold,
             "max_new_tokens": self.max_new,
         }
@@ -367,12 +364,5 @@ def _effective(threshold: float) -> Any:
         lengths = sorted({int(r.tags["length"]) for r in results})
         by = {n: group_mean(results, "recall", "length", n) for n in lengths}
         return float(effective_length(by, threshold))
-
-    return compute
-
-
-def _const(value: float) -> Any:
-    def compute(results: Sequence[ItemResult]) -> float:
-        return value
 
     return compute

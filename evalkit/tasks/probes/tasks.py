@@ -201,8 +201,9 @@ class FewShotCurveTask(_MCProbe):
     `random.Random(f"{s}:{i}")`; k-shot uses its first k documents (so demonstrations are
     nested across k). The pool never holds a test document. k = 0 is the same for every seed
     and is built once (seed = the first seed). A prompt whose tokens (the model's tokenizer,
-    + 1 for a BOS) with its longest choice exceed `max_context_tokens` is skipped and counted
-    in `skipped_items[k=K]`, never truncated."""
+    + 1 for a BOS) with its longest choice exceed `max_context_tokens` (or the model's window,
+    when shorter) is skipped and counted in the manifest's task notes (`skipped_items`,
+    `{"k=K": count}`), never truncated."""
 
     keys = frozenset(
         {"docs", "prompt", "choices", "gold", "target_delimiter", "separator", "tags", "seeds",
@@ -222,11 +223,14 @@ class FewShotCurveTask(_MCProbe):
         # Set by `items()`: what was skipped (and evaluated) for the model's tokenizer.
         self.skipped: dict[int, int] = {}
         self.present: set[int] = set()
+        self.cap = self.max_tokens
 
     def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         tok = self._need_tokenizer(tokenizer)
         tests, pool = self._split(limit, max(self.ks))
         skipped = {k: 0 for k in self.ks}
+        # A model with a shorter window runs the k that fit it rather than none.
+        self.cap = min(self.max_tokens, getattr(tok, "max_context", None) or self.max_tokens)
         out: list[Item] = []
         for i in tests:
             choices, _ = self.r.choices(self.docs()[i], self.choices_key, self.gold_key, i)
@@ -239,7 +243,7 @@ class FewShotCurveTask(_MCProbe):
                     demos = [self._shot(j) for j in perm[:k]]
                     item = self._mc_item(len(out), i, demos, [("k", k), ("seed", seed)])
                     n_tokens = len(tok.encode_plain(item.prompt + self.delimiter + longest)) + 1
-                    if n_tokens > self.max_tokens:
+                    if n_tokens > self.cap:
                         skipped[k] += 1
                         continue
                     out.append(item)
@@ -256,24 +260,16 @@ class FewShotCurveTask(_MCProbe):
             if k in self.present
         ]
         out.append(Summary("slope_log2k" if m == "acc" else f"slope_log2k_{m}", _slope(m)))
-        for k in self.ks:
-            if self.skipped.get(k, 0):
-                out.append(
-                    Summary(
-                        f"skipped_items[k={k}]",
-                        _constant(float(self.skipped[k])),
-                        higher_is_better=False,
-                        fixed=True,
-                    )
-                )
         return tuple(out)
 
-
-def _constant(value: float) -> Any:
-    def compute(results: Sequence[ItemResult]) -> float:
-        return value
-
-    return compute
+    @property
+    def manifest_notes(self) -> dict[str, Any]:
+        """Run facts, not scores: the prompt-length cap in force and the items left out at each
+        k because their prompt did not fit it (a count per `k=K`)."""
+        return {
+            "max_context_tokens": self.cap,
+            "skipped_items": {f"k={k}": n for k, n in self.skipped.items() if n},
+        }
 
 
 def _by_tag(metric: str, tag: str, value: TagValue) -> Any:
