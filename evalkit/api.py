@@ -103,6 +103,7 @@ def load_backend(
     tokenizer: Any = None,
     max_length: int | None = None,
     vllm_options: Sequence[str] = (),
+    guard: bool = True,
 ) -> Backend:
     backend = resolve_backend(backend, device)
     if backend == "vllm":
@@ -121,6 +122,7 @@ def load_backend(
         token_budget=token_budget,
         tokenizer=tokenizer,
         max_length=max_length,
+        guard=guard,
     )
 
 
@@ -150,6 +152,7 @@ def score(
     sandbox: str = "auto",
     haystack: str | Path | None = None,
     vllm_options: Sequence[str] = (),
+    guard: bool = True,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -158,6 +161,7 @@ def score(
     `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
     (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
+    `guard=False` skips the HF backend's parity guard (docs/backends.md); the manifest says so.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -219,7 +223,7 @@ def score(
     t_load = time.time()
     model = (
         load_backend(
-            ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
+            ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options, guard
         )
         if isinstance(backend, str)
         else backend
@@ -280,6 +284,8 @@ def score(
         "tokenizer_fingerprint": model.tokenizer.fingerprint,
         "backend": model.name,
         "backend_settings": settings,
+        # The fast path checked against the model's plain forward (backends/guard.py).
+        "parity_guard": getattr(model, "guard_report", None),
         "dtype": settings.get("dtype"),
         "max_length": model.max_length,
         "hardware": _hardware(settings.get("device", "cpu")),

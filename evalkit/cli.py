@@ -89,6 +89,13 @@ def score(
             "data_parallel_size, gpu_memory_utilization, max_model_len, max_num_batched_tokens...)."
         ),
     ] = None,
+    no_guard: Annotated[
+        bool,
+        typer.Option(
+            "--no-guard",
+            help="Skip the parity guard (fast path vs the model's plain forward on a sample).",
+        ),
+    ] = False,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -115,6 +122,7 @@ def score(
             sandbox=sandbox,
             haystack=haystack,
             vllm_options=tuple(vllm_option or ()),
+            guard=not no_guard,
         )
     except EvalkitError as exc:
         _fail(str(exc))

@@ -17,6 +17,7 @@ from typing import Any
 
 from evalkit.backends.arch import ArchPlan, attn_implementation, native_plan, plan_for
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
+from evalkit.backends.guard import ParityGuard
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
 from evalkit.errors import EvalkitError
@@ -165,6 +166,7 @@ class HFBackend:
         tokenizer: HFTokenizer | None = None,
         prefix_reuse: bool = True,
         native: bool = True,
+        guard: bool = True,
     ) -> None:
         import torch
 
@@ -202,6 +204,18 @@ class HFBackend:
         # Cross-context prefix reuse (see `_shared_prefix`); off only for debugging.
         self.prefix_reuse = prefix_reuse
         self._prefix: tuple[tuple[int, ...], Any] | None = None
+        self.guard = ParityGuard(
+            enabled=guard,
+            dtype=dtype,
+            architecture=self.plan.model_type,
+            path=self.plan.path,
+            reference=self._plain_logprobs,
+            reference_name=(
+                "native decoder, one unpacked row"
+                if self.plan.path == "native"
+                else f"transformers forward ({self.plan.attn_implementation}), one unpacked row"
+            ),
+        )
 
     # -- Backend protocol ----------------------------------------------------------------
     @property
@@ -253,7 +267,34 @@ class HFBackend:
         if not groups:
             return []
         with torch.inference_mode():
-            return self._score(groups)
+            results = self._score(groups)
+            # Before the engine stores anything: the first batches' sample against the
+            # model's plain forward (raises over tolerance).
+            self.guard.check(groups, results)
+        return results
+
+    @property
+    def guard_report(self) -> dict[str, object]:
+        """The parity guard's outcome, for the manifest."""
+        return self.guard.report().to_dict()
+
+    def _plain_logprobs(self, context: tuple[int, ...], cont: tuple[int, ...]) -> list[float]:
+        """Per-token log-probs of `cont` by the model's own plain forward of the one sequence
+        (context + continuation, less its last token): no mask, no position ids, no cache."""
+        import torch
+
+        ids = torch.tensor([(list(context) + list(cont))[:-1]], device=self.device)
+        n = len(cont)
+        if self.plan.path == "native":
+            hidden = self._decoder(input_ids=ids).last_hidden_state
+            cols = list(range(len(context) - 1, ids.shape[1]))
+            return self._token_scores(hidden, [0] * n, cols, list(cont))[0]
+        try:
+            logits = self.model(input_ids=ids, logits_to_keep=n).logits[0, -n:]
+        except TypeError:  # a model without logits_to_keep
+            logits = self.model(input_ids=ids).logits[0, -n:]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return logprobs[torch.arange(n), torch.tensor(cont, device=self.device)].tolist()
 
     def _score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
         results: list[tuple[TokenScore, ...] | None] = [None] * len(groups)
