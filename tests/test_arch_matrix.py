@@ -82,6 +82,8 @@ def _requests() -> list[Request]:
     for _ in range(2):  # contexts well past the sliding window
         ctx = _text(rng, 45) + "."
         out += [Loglikelihood(ctx, e) for e in endings]
+    # A short context too: batches mix rows below and above a length-dependent RoPE's switch.
+    out += [Loglikelihood(_text(rng, 8) + ":", e) for e in endings]
     preamble = _text(rng, 30) + ".\n"
     for _ in range(3):  # a shared preamble of 32+ tokens: prefix reuse across contexts
         ctx = preamble + _text(rng, 6) + ":"
@@ -143,12 +145,13 @@ def test_scores_equal_the_model_own_plain_forward(
     result = Engine(backend, None, EngineOptions(progress=False)).run(requests)
     enc = _Encoder(backend.tokenizer)
     worst = 0.0
+    longest = 0
     for req in requests:
         got = result.responses[req.hash]
         if isinstance(req, Loglikelihood):
             assert isinstance(got, LoglikelihoodResult)
             ctx, cont = enc.pair(req.context, req.continuation)
-            assert len(ctx) > SLIDE
+            longest = max(longest, len(ctx))
             worst = max(worst, abs(got.logprob - _plain_logprob(model, ctx, cont)))
         elif isinstance(req, RollingLoglikelihood):
             assert isinstance(got, RollingResult)
@@ -159,6 +162,7 @@ def test_scores_equal_the_model_own_plain_forward(
         else:
             assert isinstance(req, Generate) and isinstance(got, GenerateResult)
             assert got.texts == (_plain_generate(model, backend, req),), name
+    assert longest > 2 * SLIDE
     assert worst < TOL, f"{name}: {worst:.3g} nats off the plain forward"
     report = backend.guard_report
     assert report["status"] == "passed" and report["groups"] == 8, report
@@ -204,3 +208,23 @@ def test_smoke_suite_runs_with_the_guard_and_records_the_path(
     guard = run.manifest["parity_guard"]
     assert guard["status"] == "passed" and guard["path"] == EXPECTED_PATH[name]
     assert run.manifest["backend_settings"]["path"] == EXPECTED_PATH[name]
+
+
+@pytest.mark.parametrize("name", ["llama-rope-longrope", "phi3-longrope", "llama-rope-dynamic"])
+def test_length_dependent_rope_rows_score_as_their_own_forward(
+    name: str, built: dict[str, tuple[Path, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A batch mixing a row past the original length (64) with a short one: the short row
+    must not get the long row's frequencies (longrope switches on the batch's largest
+    position), and padding must not reach past the window (dynamic)."""
+    from evalkit.backends.base import ScoringGroup
+
+    path, model = _get(built, tmp_path_factory, name)
+    backend = HFBackend(path, device="cpu", dtype="float32")
+    groups = [
+        ScoringGroup(tuple(range(3, 200)), ((5, 6), (7,), (8, 9, 10))),
+        ScoringGroup(tuple(range(3, 12)), ((12,), (5, 6))),
+    ]
+    for group, scores in zip(groups, backend.score(groups), strict=True):
+        for cont, score in zip(group.continuations, scores, strict=True):
+            assert abs(score.logprob - _plain_logprob(model, group.context, cont)) < TOL
