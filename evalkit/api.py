@@ -112,6 +112,7 @@ def load_backend(
     tokenizer: Any = None,
     max_length: int | None = None,
     vllm_options: Sequence[str] = (),
+    guard: bool = True,
 ) -> Backend:
     backend = resolve_backend(backend, device)
     if backend == "vllm":
@@ -130,6 +131,7 @@ def load_backend(
         token_budget=token_budget,
         tokenizer=tokenizer,
         max_length=max_length,
+        guard=guard,
     )
 
 
@@ -160,6 +162,7 @@ def score(
     haystack: str | Path | None = None,
     vllm_options: Sequence[str] = (),
     strict_suite: bool = False,
+    guard: bool = True,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -170,6 +173,7 @@ def score(
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
     A task that cannot run on this checkpoint is skipped with its reason (manifest
     `skipped_tasks`, see `evalkit.skips`); `strict_suite=True` makes that an error instead.
+    `guard=False` skips the HF backend's parity guard (docs/backends.md); the manifest says so.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -251,7 +255,15 @@ def score(
     try:
         model = (
             load_backend(
-                ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
+                ckpt,
+                backend,
+                device,
+                dtype,
+                token_budget,
+                text_tokenizer,
+                window,
+                vllm_options,
+                guard,
             )
             if isinstance(backend, str)
             else backend
@@ -310,6 +322,8 @@ def score(
         "tokenizer_fingerprint": model.tokenizer.fingerprint,
         "backend": model.name,
         "backend_settings": settings,
+        # The fast path checked against the model's plain forward (backends/guard.py).
+        "parity_guard": getattr(model, "guard_report", None),
         "dtype": settings.get("dtype"),
         "max_length": model.max_length,
         "vocabulary": vocab,

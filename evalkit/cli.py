@@ -96,6 +96,13 @@ def score(
             help="Stop on a task that cannot run on this checkpoint (default: skip it, loudly).",
         ),
     ] = False,
+    no_guard: Annotated[
+        bool,
+        typer.Option(
+            "--no-guard",
+            help="Skip the parity guard (fast path vs the model's plain forward on a sample).",
+        ),
+    ] = False,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -123,6 +130,7 @@ def score(
             haystack=haystack,
             vllm_options=tuple(vllm_option or ()),
             strict_suite=strict_suite,
+            guard=not no_guard,
         )
     except EvalkitError as exc:
         _fail(str(exc))

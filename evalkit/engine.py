@@ -326,11 +326,13 @@ class Engine:
         for units in units_of.values():
             for ctx, cont in units:
                 by_context[ctx].add(cont)
-        budget = self.backend.token_budget
+        # No packed row longer than the model's window (absolute positions, length-dependent
+        # RoPE and a model's own buffers are only defined up to it).
+        budget = min(self.backend.token_budget, self.backend.max_length)
         groups: list[ScoringGroup] = []
         for ctx, conts in by_context.items():
             # Longest continuations first; split a context's continuations into several groups
-            # when packing all of them would not fit one batch.
+            # when packing all of them would not fit one batch or the window.
             chunk: list[tuple[int, ...]] = []
             length = len(ctx)
             for cont in sorted(conts, key=lambda c: (-len(c), c)):

@@ -231,3 +231,15 @@ def test_samples_parquet_round_trips_tags(random_ckpt: Path, tmp_path: Path) -> 
     samples = pd.read_parquet(out / "samples.parquet")
     assert list(samples.doc_id) == [0, 1, 2]
     assert {"n_records", "position", "family"} <= set(samples.columns)
+
+
+def test_no_guard_is_recorded_in_the_manifest(random_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = evalkit(
+        "score", random_ckpt, "--tasks", "smoke_arith_mc", "--limit", "2", "--out", out,
+        "--no-cache", "--no-progress", "--no-guard",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    manifest = read_run(out).manifest
+    assert manifest["parity_guard"]["status"] == "off (--no-guard)"
+    assert manifest["backend_settings"]["path"] == "native"

@@ -149,3 +149,38 @@ def test_missing_and_corrupt_weights_are_one_line_errors(tmp_path: Path) -> None
     (path / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(EvalkitError, match="cannot load weights"):
         load_native(path, shape, torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("patch", "why"),
+    [
+        ({"model_type": "mistral"}, "model_type"),
+        ({"architectures": ["LlamaForSequenceClassification"]}, "architectures"),
+        ({"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}}, "RoPE type"),
+        ({"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}, "RoPE type"),
+        ({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "RoPE type"),
+        ({"attention_bias": True}, "attention_bias"),
+        ({"mlp_bias": True}, "mlp_bias"),
+        ({"hidden_act": "gelu"}, "activation"),
+        ({"pretraining_tp": 2}, "pretraining_tp"),
+    ],
+)
+def test_each_unimplemented_feature_is_refused(
+    patch: dict[str, object], why: str, tmp_path: Path, random_ckpt: Path
+) -> None:
+    """The native decoder runs only what it implements; anything else goes to transformers."""
+    config = json.loads((random_ckpt / "config.json").read_text())
+    config.update(patch)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    shape, reason = native_config(tmp_path)
+    assert shape is None and why in reason
+
+
+def test_weights_outside_safetensors_are_refused(tmp_path: Path, random_ckpt: Path) -> None:
+    (tmp_path / "config.json").write_bytes((random_ckpt / "config.json").read_bytes())
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    shape, reason = native_config(tmp_path)
+    assert shape is None and "safetensors" in reason
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert native_config(tmp_path)[0] is not None  # the positive control

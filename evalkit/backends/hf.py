@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evalkit.backends.arch import ArchPlan, attn_implementation, native_plan, plan_for
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.backends.damage import FiniteLogits, check_finite_weights
+from evalkit.backends.guard import ParityGuard
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
 from evalkit.errors import EvalkitError
@@ -165,6 +167,7 @@ class HFBackend:
         tokenizer: HFTokenizer | None = None,
         prefix_reuse: bool = True,
         native: bool = True,
+        guard: bool = True,
     ) -> None:
         import torch
 
@@ -183,8 +186,9 @@ class HFBackend:
         shape, self.native_refusal = native_config(path) if native else (None, "turned off")
         if shape is not None:
             model = load_native(path, shape, self._torch_dtype)
+            self.plan = native_plan()
         else:
-            model = _load_transformers(path, self._torch_dtype)
+            model, self.plan = _load_transformers(path, self._torch_dtype)
         self.decoder_impl = "native-llama" if shape is not None else "transformers"
         model.to(self.device)
         model.eval()
@@ -202,6 +206,18 @@ class HFBackend:
         # Cross-context prefix reuse (see `_shared_prefix`); off only for debugging.
         self.prefix_reuse = prefix_reuse
         self._prefix: tuple[tuple[int, ...], Any] | None = None
+        self.guard = ParityGuard(
+            enabled=guard,
+            dtype=dtype,
+            architecture=self.plan.model_type,
+            path=self.plan.path,
+            reference=self._plain_logprobs,
+            reference_name=(
+                "native decoder, one unpacked row"
+                if self.plan.path == "native"
+                else f"transformers forward ({self.plan.attn_implementation}), one unpacked row"
+            ),
+        )
 
     # -- Backend protocol ----------------------------------------------------------------
     @property
@@ -224,6 +240,7 @@ class HFBackend:
             "dtype": self.dtype_name,
             "device": self.device.type,
             "max_length": str(self._max_length),
+            **self.plan.describe(),
         }
 
     @property
@@ -252,15 +269,64 @@ class HFBackend:
         if not groups:
             return []
         with torch.inference_mode():
-            return self._score(groups)
+            results = self._score(groups)
+            # Before the engine stores anything: the first batches' sample against the
+            # model's plain forward (raises over tolerance).
+            self.guard.check(groups, results)
+        return results
+
+    @property
+    def guard_report(self) -> dict[str, object]:
+        """The parity guard's outcome, for the manifest."""
+        return self.guard.report().to_dict()
+
+    def _plain_logprobs(self, context: tuple[int, ...], cont: tuple[int, ...]) -> list[float]:
+        """Per-token log-probs of `cont` by the model's own plain forward of the one sequence
+        (context + continuation, less its last token): no mask, no position ids, no cache."""
+        import torch
+
+        ids = torch.tensor([(list(context) + list(cont))[:-1]], device=self.device)
+        n = len(cont)
+        if self.plan.path == "native":
+            hidden = self._decoder(input_ids=ids).last_hidden_state
+            cols = list(range(len(context) - 1, ids.shape[1]))
+            return self._token_scores(hidden, [0] * n, cols, list(cont))[0]
+        try:
+            logits = self.model(input_ids=ids, logits_to_keep=n).logits[0, -n:]
+        except TypeError:  # a model without logits_to_keep
+            logits = self.model(input_ids=ids).logits[0, -n:]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return logprobs[torch.arange(n), torch.tensor(cont, device=self.device)].tolist()
 
     def _score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        results: list[tuple[TokenScore, ...] | None] = [None] * len(groups)
+        packed: list[int] = []
+        unpacked: list[int] = []
+        limit = self.plan.rope_threshold
+        for i, g in enumerate(groups):
+            # Length-dependent RoPE switches on at the batch's largest position: a group that
+            # reaches past the original length is scored row by row, as its plain forward.
+            if self.plan.path == "unpacked" or (limit is not None and g.longest_branch > limit):
+                unpacked.append(i)
+            else:
+                packed.append(i)
+        if packed:
+            for i, r in zip(packed, self._score_packed([groups[i] for i in packed]), strict=True):
+                results[i] = r
+        if unpacked:
+            chosen = [groups[i] for i in unpacked]
+            for i, r in zip(unpacked, self._score_unpacked(chosen), strict=True):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def _score_packed(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
         import torch
 
         n_rows = len(groups)
         width = max(g.packed_length for g in groups)
         pad = self._tokenizer.pad_token_id
         ids = torch.full((n_rows, width), pad, dtype=torch.long)
+        # Padding slots keep position 0: no position id past what the model accepts.
         positions = torch.zeros((n_rows, width), dtype=torch.long)
         segment = torch.full((n_rows, width), -1, dtype=torch.long)
         # Per scored token: (row, column whose hidden state predicts it, target id).
@@ -290,25 +356,16 @@ class HFBackend:
             ids[r, :L] = torch.tensor(tokens)
             positions[r, :L] = torch.tensor(pos)
             segment[r, :L] = torch.tensor(seg)
-            positions[r, L:] = torch.arange(width - L)
-        shared = self._shared_prefix([g.context for g in groups])
+        windowed = any(w is not None and w < width for w in self.plan.windows.values())
+        shared = self._shared_prefix([g.context for g in groups]) if self.plan.prefix_reuse else 0
         past = self._prefix_cache(groups[0].context[:shared], len(groups)) if shared else None
+        mask: Any = None
+        if branched or windowed:
+            mask = self._tree_masks(segment, positions, shared)
         ids = ids[:, shared:].to(self.device)
         positions = positions[:, shared:].to(self.device)
-        mask = None
-        if branched:
-            seg_t = segment.to(self.device)
-            idx = torch.arange(width, device=self.device)
-            causal = idx[None, :] <= idx[:, None]
-            key_seg = seg_t[:, None, :]
-            allowed = causal[None] & ((key_seg == 0) | (key_seg == seg_t[:, :, None]))
-            # Queries are the uncached positions; keys are all of them (cached prefix first).
-            allowed = allowed[:, shared:, :]
-            mask = torch.zeros(allowed.shape, dtype=self._torch_dtype, device=self.device)
-            mask.masked_fill_(~allowed, torch.finfo(self._torch_dtype).min)
-            mask = mask[:, None]
-        # Without branches, right padding under the plain causal mask leaves every real position
-        # untouched, so no mask is needed.
+        # Without branches or windows, right padding under the plain causal mask leaves every
+        # real position untouched, so no mask is needed.
         out = self._decoder(
             input_ids=ids,
             attention_mask=mask,
@@ -317,7 +374,92 @@ class HFBackend:
             use_cache=past is not None,
         )
         cols = [c - shared for c in cols]
-        hidden = out.last_hidden_state
+        token_lp, greedy = self._token_scores(out.last_hidden_state, rows, cols, targets)
+        return _per_group(groups, token_lp, greedy)
+
+    def _tree_masks(self, segment: Any, positions: Any, shared: int) -> Any:
+        """The packed rows' 4D masks: each branch sees the context and its own earlier tokens;
+        a sliding layer also only keys within its window of the query's position (as the
+        model's own sliding mask: query - key < window). One mask, or one per layer kind."""
+        import torch
+
+        seg_t = segment.to(self.device)
+        pos_t = positions.to(self.device)
+        width = seg_t.shape[1]
+        idx = torch.arange(width, device=self.device)
+        causal = idx[None, :] <= idx[:, None]
+        key_seg = seg_t[:, None, :]
+        tree = causal[None] & ((key_seg == 0) | (key_seg == seg_t[:, :, None]))
+        # Queries are the uncached positions; keys are all of them (cached prefix first).
+        tree = tree[:, shared:, :]
+        distance = (pos_t[:, :, None] - pos_t[:, None, :])[:, shared:, :]
+        built: dict[int | None, Any] = {}
+        for window in set(self.plan.windows.values()):
+            allowed = tree if window is None else tree & (distance < window)
+            mask = torch.zeros(allowed.shape, dtype=self._torch_dtype, device=self.device)
+            mask.masked_fill_(~allowed, torch.finfo(self._torch_dtype).min)
+            built[window] = mask[:, None]
+        if self.plan.by_layer_type:
+            return {kind: built[w] for kind, w in self.plan.windows.items()}
+        return built[self.plan.windows.get("all")]
+
+    def _score_unpacked(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        """Each (context, continuation) as its own right-padded row under the model's own
+        masks and position ids: the obvious computation, for what packing cannot reproduce."""
+        import torch
+
+        units = [(g.context, c) for g in groups for c in g.continuations]
+        order = sorted(range(len(units)), key=lambda i: -_row_length(units[i]))
+        limit = self.plan.rope_threshold
+        batches: list[list[int]] = []
+        for i in order:
+            n = _row_length(units[i])
+            alone = limit is not None and n > limit
+            last = batches[-1] if batches else None
+            if (
+                last is None
+                or alone
+                or (limit is not None and _row_length(units[last[0]]) > limit)
+                or (len(last) + 1) * _row_length(units[last[0]]) > self._token_budget
+            ):
+                batches.append([i])
+            else:
+                last.append(i)
+        token_lp_of: dict[int, list[float]] = {}
+        greedy_of: dict[int, list[bool]] = {}
+        pad = self._tokenizer.pad_token_id
+        for batch in batches:
+            width = _row_length(units[batch[0]])
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attn = torch.zeros((len(batch), width), dtype=torch.long)
+            rows: list[int] = []
+            cols: list[int] = []
+            targets: list[int] = []
+            for r, i in enumerate(batch):
+                ctx, cont = units[i]
+                tokens = list(ctx) + list(cont[:-1])
+                ids[r, : len(tokens)] = torch.tensor(tokens)
+                attn[r, : len(tokens)] = 1
+                rows.extend([r] * len(cont))
+                cols.extend(range(len(ctx) - 1, len(tokens)))
+                targets.extend(cont)
+            out = self._decoder(input_ids=ids.to(self.device), attention_mask=attn.to(self.device))
+            lps, hits = self._token_scores(out.last_hidden_state, rows, cols, targets)
+            at = 0
+            for i in batch:
+                n = len(units[i][1])
+                token_lp_of[i], greedy_of[i] = lps[at : at + n], hits[at : at + n]
+                at += n
+        token_lp = [x for i in range(len(units)) for x in token_lp_of[i]]
+        greedy = [x for i in range(len(units)) for x in greedy_of[i]]
+        return _per_group(groups, token_lp, greedy)
+
+    def _token_scores(
+        self, hidden: Any, rows: list[int], cols: list[int], targets: list[int]
+    ) -> tuple[list[float], list[bool]]:
+        """Log-prob and greedy flag of each target, from the hidden state at (row, col)."""
+        import torch
+
         # One host-to-device copy for all scored positions of the batch.
         row_t, col_t, tgt_t = torch.tensor([rows, cols, targets], device=self.device)
         # Every continuation's first token is predicted by the same last context position:
@@ -346,28 +488,7 @@ class HFBackend:
         best = torch.cat(best_parts)[slot]
         # And one copy back: log-probs and greedy hits together.
         back = torch.stack([(target_logit - lse).double(), (best == tgt_t).double()]).cpu()
-        token_lp = back[0].tolist()
-        greedy = [x > 0.5 for x in back[1].tolist()]
-        results: list[tuple[TokenScore, ...]] = []
-        i = 0
-        for g in groups:
-            scores = []
-            for cont in g.continuations:
-                n = len(cont)
-                lps = tuple(token_lp[i : i + n])
-                hits = tuple(bool(x) for x in greedy[i : i + n])
-                scores.append(
-                    TokenScore(
-                        logprob=math.fsum(lps),
-                        n_tokens=n,
-                        is_greedy=all(hits),
-                        token_logprobs=lps,
-                        token_greedy=hits,
-                    )
-                )
-                i += n
-            results.append(tuple(scores))
-        return results
+        return back[0].tolist(), [x > 0.5 for x in back[1].tolist()]
 
     def _shared_prefix(self, contexts: Sequence[tuple[int, ...]]) -> int:
         """Tokens at the start of every context of a batch (a few-shot preamble, say) that can
@@ -473,18 +594,57 @@ class HFBackend:
         return texts
 
 
-def _load_transformers(path: Path, dtype: Any) -> Any:
+def _row_length(unit: tuple[tuple[int, ...], tuple[int, ...]]) -> int:
+    return len(unit[0]) + len(unit[1]) - 1
+
+
+def _per_group(
+    groups: Sequence[ScoringGroup], token_lp: list[float], greedy: list[bool]
+) -> list[tuple[TokenScore, ...]]:
+    """Per-token results (in group, continuation order) summed into one score per
+    continuation."""
+    results: list[tuple[TokenScore, ...]] = []
+    i = 0
+    for g in groups:
+        scores = []
+        for cont in g.continuations:
+            n = len(cont)
+            lps = tuple(token_lp[i : i + n])
+            hits = tuple(bool(x) for x in greedy[i : i + n])
+            scores.append(
+                TokenScore(
+                    logprob=math.fsum(lps),
+                    n_tokens=n,
+                    is_greedy=all(hits),
+                    token_logprobs=lps,
+                    token_greedy=hits,
+                )
+            )
+            i += n
+        results.append(tuple(scores))
+    return results
+
+
+def _load_transformers(path: Path, dtype: Any) -> tuple[Any, ArchPlan]:
+    """The model, with the attention implementation that keeps its math (`arch.py`), and
+    the scoring path for it."""
     import transformers
 
     model: Any
     info: dict[str, Any]
     try:
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:
+        raise EvalkitError(f"cannot read the config of {path}: {_first_line(exc)}") from None
+    attn = attn_implementation(config)
+    try:
         model, info = transformers.AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
             str(path),
+            config=config,
             local_files_only=True,
             dtype=dtype,
             output_loading_info=True,
-            attn_implementation="sdpa",
+            attn_implementation=attn,
         )
     except Exception as exc:
         raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
@@ -494,7 +654,7 @@ def _load_transformers(path: Path, dtype: Any) -> Any:
             f"weights in {path} lack {len(missing)} tensors (e.g. {missing[0]}): "
             "refusing to score a partly random model"
         )
-    return model
+    return model, plan_for(model.config, attn)
 
 
 # Share of the free GPU memory one scoring batch may take (the rest: allocator slack, the
