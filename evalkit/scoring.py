@@ -155,10 +155,16 @@ def family_scores(
     """One row per (family, metric) for every metric that at least two of the family's tasks
     report (or its only task): the unweighted mean of those tasks' scores, with a percentile
     bootstrap that resamples items within each task independently (seed 0). Rows are named
-    `family:<family>` in the `task` column; `n` is the number of items behind them."""
+    `family:<family>` in the `task` column; `n` is the number of items behind them.
+    lm-eval groups with an `aggregate_metric_list` get lm-eval's aggregation instead
+    (`evalkit.group_scores`), nested groups each their own rows."""
+    from evalkit.group_scores import group_scores, run_groups
+
+    groups = run_groups(tasks)
     by_family: dict[str, list[Task]] = {}
     for t in tasks:
-        by_family.setdefault(t.family, []).append(t)
+        if t.family not in groups:
+            by_family.setdefault(t.family, []).append(t)
     out: list[Score] = []
     rng = np.random.default_rng(0)
     for family, members in sorted(by_family.items()):
@@ -188,4 +194,4 @@ def family_scores(
             out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, value,
                              float(min(low, value)), float(max(high, value)), n,
                              reporters[0][1].higher_is_better))  # fmt: skip
-    return out
+    return out + group_scores(tasks, per_task)

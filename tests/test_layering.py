@@ -22,6 +22,7 @@ RANKS: dict[str, int] = {
     "evalkit.sandbox": 3,
     "evalkit.stats": 4,
     "evalkit.scoring": 4,
+    "evalkit.group_scores": 4,
     "evalkit.provenance": 5,
     "evalkit.store": 5,
     "evalkit.analysis": 6,

@@ -46,6 +46,7 @@ from evalkit.tasks.base import (
     items_hash,
     text_hash,
 )
+from evalkit.tasks.groups import GroupSpec, group_spec
 
 SOURCE = "lm-eval"
 DEFAULT_FAMILY = "lm-eval"
@@ -97,6 +98,7 @@ def load_lmeval_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> li
             ) from exc
         is_collection = entry is not None and entry.kind.name in ("GROUP", "TAG")
         family = name if is_collection else DEFAULT_FAMILY
+        specs = [group_spec(g) for g in (loaded.get("groups") or {}).values()]
         for task_name, task in loaded["tasks"].items():
             if task_name in origin:
                 raise EvalkitError(
@@ -104,7 +106,8 @@ def load_lmeval_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> li
                     f"(by {origin[task_name]!r} and by {name!r})"
                 )
             origin[task_name] = name
-            out.append(LMEvalTask(task, family=family))
+            mine = tuple(g for g in specs if task_name in g.leaves)
+            out.append(LMEvalTask(task, family=family, groups=mine))
     return out
 
 
@@ -332,9 +335,12 @@ class LMEvalTask:
 
     source = SOURCE
 
-    def __init__(self, task: Any, family: str = DEFAULT_FAMILY) -> None:
+    def __init__(
+        self, task: Any, family: str = DEFAULT_FAMILY, groups: tuple[GroupSpec, ...] = ()
+    ) -> None:
         self._task = task
         self._family = family
+        self._groups = groups
         self._instances: dict[int, list[Any]] = {}  # doc_id -> instances, by idx
         if getattr(task, "MULTIMODAL", False):
             raise EvalkitError(f"task {self.name}: multimodal tasks are not supported")
@@ -361,6 +367,11 @@ class LMEvalTask:
     @property
     def family(self) -> str:
         return self._family
+
+    @property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        """The lm-eval groups (the one asked for and those nested in it) this task is in."""
+        return self._groups
 
     @property
     def version(self) -> str:

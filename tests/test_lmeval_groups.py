@@ -1,0 +1,237 @@
+"""lm-eval groups aggregate in evalkit as lm-eval aggregates them.
+
+Local lm-eval YAML (JSON data written here) defines four leaf tasks of different sizes and
+three groups: `g_inner` (size-weighted acc of two tasks: the issue's 30 and 40 items at acc 0.0
+and 0.3), `g_outer` (nests `g_inner` beside a third task; unweighted acc and size-weighted
+acc_norm), and `g_filt` (two generation tasks with two filters each: one entry with an explicit
+filter list, one that discovers them). One scripted model answers both harnesses the same way:
+lm-eval's own `simple_evaluate` on a scripted `LM`, and `evalkit.score` on the fake backend.
+Every group number lm-eval reports must be evalkit's group row, and evalkit's interval must be
+as wide as lm-eval's stderr says it should be.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import evalkit
+from evalkit.backends.fake import FakeBackend
+from evalkit.scoring import FAMILY_PREFIX, Score
+
+SIZES = {"g_t1": (30, 0), "g_t2": (40, 12), "g_t3": (20, 15)}  # docs, docs whose gold is "A"
+GEN_SIZES = {"g_gen1": 10, "g_gen2": 7}
+MC_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data}}}
+  cache_dir: {cache}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question {{{{id}}}}:"
+doc_to_choice: ["A", "B"]
+doc_to_target: "{{{{gold}}}}"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+"""
+GEN_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data}}}
+  cache_dir: {cache}
+test_split: test
+output_type: generate_until
+doc_to_text: "Item {{{{id}}}} says {{{{answer}}}}:"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 16
+filter_list:
+  - name: strict
+    filter:
+      - function: regex
+        regex_pattern: "^(\\\\d+)$"
+      - function: take_first
+  - name: loose
+    filter:
+      - function: regex
+        regex_pattern: "(\\\\d+)"
+      - function: take_first
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+GROUPS = {
+    "g_inner": """group: g_inner
+task: [g_t1, g_t2]
+aggregate_metric_list:
+  - metric: acc
+    aggregation: mean
+    weight_by_size: true
+""",
+    "g_outer": """group: g_outer
+task: [g_inner, g_t3]
+aggregate_metric_list:
+  - metric: acc
+    weight_by_size: false
+  - metric: acc_norm
+    weight_by_size: true
+""",
+    "g_filt": """group: g_filt
+task: [g_gen1, g_gen2]
+aggregate_metric_list:
+  - metric: exact_match
+    filter_list: [loose]
+    weight_by_size: true
+  - metric: exact_match
+    weight_by_size: false
+""",
+}
+
+
+def score_fn(context: str, continuation: str) -> float:
+    return -1.0 if continuation.strip() == "A" else -2.5
+
+
+def generate_fn(prompt: str, sample: int = 0) -> str:
+    m = re.search(r"Item (\d+) says (\d+):$", prompt)
+    assert m is not None, prompt
+    i, answer = int(m.group(1)), m.group(2)
+    return [answer, f"so {answer}", "nothing", f"{answer}0"][i % 4]
+
+
+def write_tasks(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    cache = json.dumps(str(root / "hf-cache"))
+    for name, (n, gold_a) in SIZES.items():
+        data = root / f"{name}.jsonl"
+        docs = [{"id": i, "gold": 0 if i < gold_a else 1} for i in range(n)]
+        data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        (root / f"{name}.yaml").write_text(
+            MC_YAML.format(name=name, data=json.dumps(str(data)), cache=cache)
+        )
+    for name, n in GEN_SIZES.items():
+        data = root / f"{name}.jsonl"
+        docs = [{"id": i, "answer": str(10 + i)} for i in range(n)]
+        data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        (root / f"{name}.yaml").write_text(
+            GEN_YAML.format(name=name, data=json.dumps(str(data)), cache=cache)
+        )
+    for name, text in GROUPS.items():
+        (root / f"{name}.yaml").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tasks(tmp_path_factory.mktemp("groups") / "tasks")
+
+
+@pytest.fixture(scope="module")
+def lmeval_results(tasks_dir: Path) -> dict[str, Any]:
+    from lm_eval import simple_evaluate
+    from lm_eval.api.model import LM
+    from lm_eval.tasks import TaskManager
+
+    class Scripted(LM):  # type: ignore[misc]
+        def loglikelihood(self, requests: Any, disable_tqdm: bool = False) -> list[Any]:
+            return [(score_fn(*r.args), False) for r in requests]
+
+        def loglikelihood_rolling(self, requests: Any, disable_tqdm: bool = False) -> list[Any]:
+            raise AssertionError("not used")
+
+        def generate_until(self, requests: Any, disable_tqdm: bool = False) -> list[Any]:
+            return [generate_fn(r.args[0]) for r in requests]
+
+    out = simple_evaluate(
+        model=Scripted(),
+        tasks=["g_outer", "g_filt"],
+        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+        log_samples=False,
+    )
+    assert out is not None
+    return dict(out["results"])
+
+
+@pytest.fixture(scope="module")
+def evalkit_rows(tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Score]:
+    run = evalkit.score(
+        "unused",
+        tasks=["g_outer", "g_filt"],
+        tasks_dir=tasks_dir,
+        backend=FakeBackend(score_fn, generate_fn),
+        use_cache=False,
+        progress=False,
+        out=tmp_path_factory.mktemp("run") / "run",
+    )
+    return run.scores
+
+
+def _row(rows: list[Score], group: str, metric: str) -> Score:
+    found = [r for r in rows if r.task == FAMILY_PREFIX + group and r.metric == metric]
+    assert len(found) == 1, (group, metric, [(r.task, r.metric) for r in rows])
+    return found[0]
+
+
+def _evalkit_metric(key: str) -> str:
+    metric, filt = key.split(",")
+    return metric if filt == "none" else key
+
+
+def test_the_issues_example_is_size_weighted(evalkit_rows: list[Score]) -> None:
+    row = _row(evalkit_rows, "g_inner", "acc")
+    assert row.value == pytest.approx(12 / 70)  # not (0.0 + 0.3) / 2
+    assert row.n == 70
+
+
+def test_every_group_number_lm_eval_reports_is_evalkits(
+    lmeval_results: dict[str, Any], evalkit_rows: list[Score]
+) -> None:
+    checked = 0
+    for group in GROUPS:
+        theirs = lmeval_results[group]
+        for key, value in theirs.items():
+            if "," not in key or "_stderr" in key:
+                continue
+            row = _row(evalkit_rows, group, _evalkit_metric(key))
+            assert row.value == pytest.approx(value, abs=1e-12), (group, key)
+            checked += 1
+    # g_inner acc; g_outer acc, acc_norm; g_filt exact_match under loose and strict.
+    assert checked == 5
+    # And evalkit has no group row lm-eval does not have.
+    mine = {(r.task, r.metric) for r in evalkit_rows if r.task.startswith(FAMILY_PREFIX)}
+    assert len(mine) == checked
+
+
+def test_the_interval_matches_lm_evals_stderr(
+    lmeval_results: dict[str, Any], evalkit_rows: list[Score]
+) -> None:
+    for group in GROUPS:
+        for key, stderr in lmeval_results[group].items():
+            if "_stderr," not in key:
+                continue
+            metric = _evalkit_metric(key.replace("_stderr", ""))
+            row = _row(evalkit_rows, group, metric)
+            half = (row.ci_high - row.ci_low) / 2
+            assert row.ci_low <= row.value <= row.ci_high
+            assert half == pytest.approx(1.96 * float(stderr), rel=0.3), (group, key)
+
+
+def test_task_rows_are_untouched(lmeval_results: dict[str, Any], evalkit_rows: list[Score]) -> None:
+    for name in [*SIZES, *GEN_SIZES]:
+        for key, value in lmeval_results[name].items():
+            if "," not in key or "_stderr" in key:
+                continue
+            metric = key if name in GEN_SIZES else _evalkit_metric(key)
+            found = [r for r in evalkit_rows if r.task == name and r.metric == metric]
+            assert found and found[0].value == pytest.approx(value), (name, key)
