@@ -370,6 +370,7 @@ def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]
         "n_items": len(items),
         "truncated_items": truncated,
     }
+    entry.update(getattr(task, "manifest_fields", None) or {})  # lm-eval: few-shot k, groups
     notes = getattr(task, "manifest_notes", None)  # e.g. needle tasks' skipped lengths
     if notes:
         entry["notes"] = notes

@@ -639,6 +639,24 @@ def contamination(
         typer.echo(f"report written to {json_out}")
 
 
+@app.command("export")
+def export_run(
+    run: Annotated[Path, typer.Argument(help="Run directory to export.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the files under.")],
+    format: Annotated[str, typer.Option("--format", help="lmeval (lm-eval 0.4's files).")] = (
+        "lmeval"
+    ),
+) -> None:
+    """Write a run as another harness's result files (lm-eval's results_*.json, samples_*.jsonl)."""
+    from evalkit.export import export
+
+    try:
+        files = export(run, out, format)
+    except EvalkitError as exc:
+        _fail(str(exc))
+    typer.echo(f"{len(files)} files written to {files[0].parent}")
+
+
 def main() -> None:
     try:
         app()

@@ -27,6 +27,7 @@ RANKS: dict[str, int] = {
     "evalkit.store": 5,
     "evalkit.analysis": 6,
     "evalkit.catalog": 6,
+    "evalkit.export": 6,
     "evalkit.report": 7,
     "evalkit.api": 8,
     "evalkit.sweep": 8,

@@ -138,9 +138,12 @@ def tasks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lmeval_results(tasks_dir: Path) -> dict[str, Any]:
+def lmeval_files(tasks_dir: Path) -> Path:
+    """lm-eval's own results and samples files for the scripted model, written by its
+    EvaluationTracker as `lm-eval --output_path DIR --log_samples` writes them."""
     from lm_eval import simple_evaluate
     from lm_eval.api.model import LM
+    from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
     class Scripted(LM):  # type: ignore[misc]
@@ -157,14 +160,26 @@ def lmeval_results(tasks_dir: Path) -> dict[str, Any]:
         model=Scripted(),
         tasks=["g_outer", "g_filt"],
         task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
-        log_samples=False,
+        log_samples=True,
     )
     assert out is not None
-    return dict(out["results"])
+    samples = out.pop("samples")
+    where = tasks_dir.parent / "lmeval-out"
+    tracker = EvaluationTracker(output_path=str(where))
+    tracker.general_config_tracker.model_name_sanitized = "scripted"
+    tracker.save_results_aggregated(results=dict(out), samples=samples)
+    for task, rows in samples.items():
+        tracker.save_results_samples(task_name=task, samples=rows)
+    return where
 
 
 @pytest.fixture(scope="module")
-def evalkit_rows(tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Score]:
+def lmeval_results(lmeval_files: Path) -> dict[str, Any]:
+    return dict(_read_lmeval(lmeval_files)[0]["results"])
+
+
+@pytest.fixture(scope="module")
+def evalkit_run(tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = evalkit.score(
         "unused",
         tasks=["g_outer", "g_filt"],
@@ -174,7 +189,15 @@ def evalkit_rows(tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> l
         progress=False,
         out=tmp_path_factory.mktemp("run") / "run",
     )
-    return run.scores
+    return run.path
+
+
+@pytest.fixture(scope="module")
+def evalkit_rows(evalkit_run: Path) -> list[Score]:
+    from evalkit.store import read_run
+
+    frame = read_run(evalkit_run).scores
+    return [Score(**r) for r in frame.to_dict("records")]
 
 
 def _row(rows: list[Score], group: str, metric: str) -> Score:
@@ -235,3 +258,105 @@ def test_task_rows_are_untouched(lmeval_results: dict[str, Any], evalkit_rows: l
             metric = key if name in GEN_SIZES else _evalkit_metric(key)
             found = [r for r in evalkit_rows if r.task == name and r.metric == metric]
             assert found and found[0].value == pytest.approx(value), (name, key)
+
+
+# -- evalkit export --format lmeval -------------------------------------------------------------
+
+
+def _read_lmeval(root: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Results and samples found and read the way lm-eval finds and reads its own files
+    (`lm_eval.utils` file-name helpers; samples through `datasets`' json loader)."""
+    from datasets import load_dataset
+    from lm_eval.utils import (
+        get_file_task_name,
+        get_latest_filename,
+        get_results_filenames,
+        get_sample_results_filenames,
+    )
+
+    files = [str(p) for p in root.rglob("*") if p.is_file()]
+    results = json.loads(Path(get_latest_filename(get_results_filenames(files))).read_text())
+    samples = {}
+    for f in get_sample_results_filenames(files):
+        name = get_file_task_name(Path(f).name)
+        rows = load_dataset("json", data_files=f, split="train", cache_dir=str(root / ".hf"))
+        samples[name] = list(rows)
+    return results, samples
+
+
+@pytest.fixture(scope="module")
+def exported(evalkit_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from typer.testing import CliRunner
+
+    from evalkit.cli import app
+
+    out = tmp_path_factory.mktemp("export")
+    res = CliRunner().invoke(
+        app, ["export", str(evalkit_run), "--format", "lmeval", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_export_numbers_are_lm_evals(lmeval_files: Path, exported: Path) -> None:
+    theirs, _ = _read_lmeval(lmeval_files)
+    mine, _ = _read_lmeval(exported)
+    assert set(mine["results"]) == set(theirs["results"])
+    assert set(mine["groups"]) == set(theirs["groups"])
+    for section in ("results", "groups"):
+        for name, want in theirs[section].items():
+            got = mine[section][name]
+            for key, value in want.items():
+                if key in ("alias", "name"):
+                    assert got[key] == value
+                elif isinstance(value, float):
+                    assert got[key] == pytest.approx(value, abs=1e-12), (name, key)
+                else:
+                    assert got[key] == value, (name, key)
+            extra = set(got) - set(want)
+            assert not extra, (name, extra)
+    for key in ("n-samples", "n-shot", "group_subtasks", "higher_is_better"):
+        assert mine[key] == theirs[key], key
+    assert set(mine["versions"]) == set(theirs["versions"])
+
+
+def test_export_keys_follow_lm_evals_schema(exported: Path) -> None:
+    from lm_eval.result_schema import EvalResults, SampleResult, _EvalConfig
+
+    mine, samples = _read_lmeval(exported)
+    assert set(mine) <= set(EvalResults.__annotations__)
+    assert set(mine["config"]) <= set(_EvalConfig.__annotations__)
+    fixed = set(SampleResult.__annotations__)
+    for rows in samples.values():
+        for row in rows:
+            assert fixed <= set(row)
+            assert set(row["metrics"]) <= set(row) - fixed
+
+
+def test_export_samples_are_lm_evals(lmeval_files: Path, exported: Path) -> None:
+    _, theirs = _read_lmeval(lmeval_files)
+    _, mine = _read_lmeval(exported)
+    assert set(mine) == set(theirs)
+    for task, rows in theirs.items():
+        got = {(r["doc_id"], r["filter"]): r for r in mine[task]}
+        assert len(got) == len(rows)
+        for want in rows:
+            row = got[want["doc_id"], want["filter"]]
+            assert row["metrics"] == want["metrics"]
+            for m in want["metrics"]:
+                assert row[m] == pytest.approx(want[m]), (task, want["doc_id"], m)
+            if task in GEN_SIZES:  # evalkit keeps the first filter's answer only
+                first = want["filter"] == "strict"
+                assert row["filtered_resps"] == (want["filtered_resps"] if first else ["N/A"])
+            else:  # per-choice [log-likelihood, is_greedy]; evalkit keeps no greedy flags
+                assert [x[0] for x in row["filtered_resps"]] == [
+                    x[0] for x in want["filtered_resps"]
+                ]
+
+
+def test_export_refuses_what_is_not_a_run(tmp_path: Path) -> None:
+    from evalkit.errors import EvalkitError
+    from evalkit.export import export
+
+    with pytest.raises(EvalkitError, match="not a complete evalkit run"):
+        export(tmp_path, tmp_path / "out")

@@ -29,6 +29,7 @@ class GroupSpec:
     name: str
     leaves: tuple[str, ...]  # every leaf task below the group, nested groups included
     aggregate: tuple[AggregateMetric, ...]
+    children: tuple[str, ...] = ()  # direct members: tasks and nested groups
     version: str = "N/A"
     alias: str | None = None
 
@@ -61,6 +62,27 @@ def group_spec(group: Any) -> GroupSpec:
         name=str(group.name),
         leaves=tuple(str(t.task_name) for t in group.get_all_tasks()),
         aggregate=tuple(aggregate),
+        children=tuple(str(c) for c in getattr(group, "child_names", ())),
         version=str(version),
         alias=getattr(group, "alias", None),
+    )
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> GroupSpec:
+    """A GroupSpec back from its manifest form (`dataclasses.asdict`)."""
+    aggregate = tuple(
+        AggregateMetric(
+            metric=str(a["metric"]),
+            weight_by_size=bool(a.get("weight_by_size", True)),
+            filters=None if a.get("filters") is None else tuple(a["filters"]),
+        )
+        for a in data.get("aggregate", ())
+    )
+    return GroupSpec(
+        name=str(data["name"]),
+        leaves=tuple(data.get("leaves", ())),
+        aggregate=aggregate,
+        children=tuple(data.get("children", ())),
+        version=str(data.get("version", "N/A")),
+        alias=data.get("alias"),
     )

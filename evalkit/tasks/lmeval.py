@@ -19,6 +19,7 @@ lm-eval is imported inside functions only: importing this module stays cheap.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -376,6 +377,19 @@ class LMEvalTask:
     @property
     def version(self) -> str:
         return str(getattr(self._task, "VERSION", None))
+
+    @property
+    def num_fewshot(self) -> int:
+        return int(self._task.get_config("num_fewshot") or 0)
+
+    @property
+    def manifest_fields(self) -> dict[str, Any]:
+        """What lm-eval's results files say per task and the run store keeps for them."""
+        return {
+            "output_type": self.output_type,
+            "num_fewshot": self.num_fewshot,
+            "lmeval_groups": [dataclasses.asdict(g) for g in self._groups],
+        }
 
     @property
     def output_type(self) -> str:
