@@ -103,6 +103,7 @@ def load_backend(
     tokenizer: Any = None,
     max_length: int | None = None,
     vllm_options: Sequence[str] = (),
+    trust_remote_code: bool = False,
 ) -> Backend:
     backend = resolve_backend(backend, device)
     if backend == "vllm":
@@ -121,6 +122,7 @@ def load_backend(
         token_budget=token_budget,
         tokenizer=tokenizer,
         max_length=max_length,
+        trust_remote_code=trust_remote_code,
     )
 
 
@@ -150,6 +152,8 @@ def score(
     sandbox: str = "auto",
     haystack: str | Path | None = None,
     vllm_options: Sequence[str] = (),
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -158,6 +162,8 @@ def score(
     `chat_template=True` formats every prompt through the checkpoint tokenizer's chat template
     (few-shot examples as turns; see `evalkit.tasks.chat`) and records it in the manifest.
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
+    `checkpoint` may be a hub id `ORG/NAME[@REVISION]` (or `revision=`), resolved through the
+    Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -185,11 +191,16 @@ def score(
     # before the weights load, so bad lengths fail early; the backend gets the same window).
     window: int | None = None
     text_tokenizer: Any = None
+    hub: dict[str, Any] | None = None
     if isinstance(backend, str):
         from evalkit.backends.hf import checkpoint_window, load_tokenizer
+        from evalkit.hub import check_remote_code, resolve_checkpoint
 
+        resolved = resolve_checkpoint(checkpoint, revision)
+        ckpt, hub = resolved.path, resolved.manifest()
+        check_remote_code(ckpt, str(checkpoint), trust_remote_code)
         backend = resolve_backend(backend, device)
-        text_tokenizer = load_tokenizer(ckpt)
+        text_tokenizer = load_tokenizer(ckpt, trust_remote_code)
         window = checkpoint_window(ckpt, text_tokenizer)
         if backend == "vllm":
             from evalkit.backends.vllm import parse_options, usable_window
@@ -219,7 +230,15 @@ def score(
     t_load = time.time()
     model = (
         load_backend(
-            ckpt, backend, device, dtype, token_budget, text_tokenizer, window, vllm_options
+            ckpt,
+            backend,
+            device,
+            dtype,
+            token_budget,
+            text_tokenizer,
+            window,
+            vllm_options,
+            trust_remote_code,
         )
         if isinstance(backend, str)
         else backend
@@ -268,7 +287,8 @@ def score(
     label = suite_obj.name if suite_obj is not None else "tasks"
     if chat_template:
         label += "-chat"
-    out_path = Path(out) if out is not None else _default_out(ckpt, label)
+    named = Path(hub["repo_id"].replace("/", "--")) if hub else ckpt
+    out_path = Path(out) if out is not None else _default_out(named, label)
     settings = dict(model.settings)
     manifest: dict[str, Any] = {
         "schema_version": RUN_SCHEMA_VERSION,
@@ -276,6 +296,7 @@ def score(
         "evalkit_commit": _git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "checkpoint": str(ckpt.resolve()),
+        "hub": hub,
         "model_fingerprint": model.model_fingerprint,
         "tokenizer_fingerprint": model.tokenizer.fingerprint,
         "backend": model.name,

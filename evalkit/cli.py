@@ -30,7 +30,12 @@ def _fail(message: str) -> NoReturn:
 
 @app.command()
 def score(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (Hugging Face layout).")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            help="Checkpoint directory (Hugging Face layout) or hub id ORG/NAME[@REVISION]."
+        ),
+    ],
     suite: Annotated[
         str | None, typer.Option(help="Suite name (tasks/suites/NAME.yaml) or path.")
     ] = None,
@@ -89,6 +94,14 @@ def score(
             "data_parallel_size, gpu_memory_utilization, max_model_len, max_num_batched_tokens...)."
         ),
     ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(help="Hub revision (branch, tag or commit) of a hub-id checkpoint."),
+    ] = None,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option("--trust-remote-code", help="Allow a checkpoint's own model code (auto_map)."),
+    ] = False,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -115,6 +128,8 @@ def score(
             sandbox=sandbox,
             haystack=haystack,
             vllm_options=tuple(vllm_option or ()),
+            revision=revision,
+            trust_remote_code=trust_remote_code,
         )
     except EvalkitError as exc:
         _fail(str(exc))

@@ -14,6 +14,7 @@ RANKS: dict[str, int] = {
     "evalkit.requests": 0,
     "evalkit.metrics": 0,
     "evalkit.fingerprint": 0,
+    "evalkit.hub": 0,
     "evalkit.tasks": 1,
     "evalkit.backends.base": 2,
     "evalkit.cache": 2,

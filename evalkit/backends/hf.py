@@ -113,7 +113,7 @@ def _check_checkpoint(path: Path) -> None:
         )
 
 
-def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
+def load_tokenizer(checkpoint: str | Path, trust_remote_code: bool = False) -> HFTokenizer:
     """The checkpoint's tokenizer alone (cheap): tasks can be built before the model loads."""
     import transformers
 
@@ -137,7 +137,9 @@ def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
     else:
         cls = transformers.AutoTokenizer
     try:
-        tokenizer = cls.from_pretrained(str(path), local_files_only=True)
+        tokenizer = cls.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code
+        )
     except Exception as exc:
         raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
     return HFTokenizer(tokenizer, tokenizer_fingerprint(path))
@@ -164,11 +166,12 @@ class HFBackend:
         tokenizer: HFTokenizer | None = None,
         prefix_reuse: bool = True,
         native: bool = True,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
 
         path = Path(checkpoint)
-        hf_tokenizer = tokenizer or load_tokenizer(path)
+        hf_tokenizer = tokenizer or load_tokenizer(path, trust_remote_code)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -183,7 +186,7 @@ class HFBackend:
         if shape is not None:
             model = load_native(path, shape, self._torch_dtype)
         else:
-            model = _load_transformers(path, self._torch_dtype)
+            model = _load_transformers(path, self._torch_dtype, trust_remote_code)
         self.decoder_impl = "native-llama" if shape is not None else "transformers"
         model.to(self.device)
         model.eval()
@@ -470,7 +473,7 @@ class HFBackend:
         return texts
 
 
-def _load_transformers(path: Path, dtype: Any) -> Any:
+def _load_transformers(path: Path, dtype: Any, trust_remote_code: bool = False) -> Any:
     import transformers
 
     model: Any
@@ -482,6 +485,7 @@ def _load_transformers(path: Path, dtype: Any) -> Any:
             dtype=dtype,
             output_loading_info=True,
             attn_implementation="sdpa",
+            trust_remote_code=trust_remote_code,
         )
     except Exception as exc:
         raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
