@@ -32,6 +32,7 @@ from evalkit.tasks.base import (
 )
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
 from evalkit.tasks.code import ExecutedTask
+from evalkit.tasks.options import apply_options, check_generation, make_options
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -154,6 +155,9 @@ def score(
     vllm_options: Sequence[str] = (),
     revision: str | None = None,
     trust_remote_code: bool = False,
+    num_fewshot: int | None = None,
+    gen_kwargs: str | dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -164,6 +168,8 @@ def score(
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
     `checkpoint` may be a hub id `ORG/NAME[@REVISION]` (or `revision=`), resolved through the
     Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
+    `num_fewshot`, `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options
+    (`evalkit.tasks.options`).
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -183,7 +189,9 @@ def score(
     if tdir is not None and not tdir.is_dir():
         raise EvalkitError(f"tasks directory not found: {tdir}")
     # Everything about the tasks is checked before the model is loaded.
-    task_objs = resolve_tasks(names, tdir)
+    options = make_options(num_fewshot, gen_kwargs, seed)
+    task_objs = apply_options(resolve_tasks(names, tdir), options)
+    bseed = 0 if seed is None else seed
     code_sandbox = _code_sandbox(task_objs, sandbox)
     if haystack is not None:
         task_objs = _with_haystack(task_objs, Path(haystack))
@@ -218,6 +226,7 @@ def score(
     for name, its in items.items():
         if not its:
             raise EvalkitError(f"task {name} has no items")
+    check_generation(task_objs, items, options)
     chat_info: dict[str, Any] | None = None
     if fmt is not None:
         items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
@@ -280,9 +289,9 @@ def score(
             for r, it in zip(results, its, strict=True)
         ]
         per_task[task.name] = results
-        scores.extend(task_scores(task.name, task.family, task.metrics, results))
-        scores.extend(summary_scores(task, results))
-    scores.extend(family_scores(task_objs, per_task))
+        scores.extend(task_scores(task.name, task.family, task.metrics, results, bseed))
+        scores.extend(summary_scores(task, results, bseed))
+    scores.extend(family_scores(task_objs, per_task, seed=bseed))
 
     label = suite_obj.name if suite_obj is not None else "tasks"
     if chat_template:
@@ -308,7 +317,11 @@ def score(
         "tasks": [_task_entry(t, items[t.name], truncated[t.name]) for t in task_objs],
         "limit": limit,
         "truncation": truncation,
-        "seeds": {"bootstrap": 0},
+        "seeds": {
+            "bootstrap": bseed,
+            **({"fewshot": seed, "sampling": seed} if seed is not None else {}),
+        },
+        "options": options.manifest(),
         "engine": {
             "requests": result.stats.requests,
             "unique": result.stats.unique,

@@ -102,6 +102,17 @@ def score(
         bool,
         typer.Option("--trust-remote-code", help="Allow a checkpoint's own model code (auto_map)."),
     ] = False,
+    num_fewshot: Annotated[
+        int | None,
+        typer.Option(help="Few-shot examples for lm-eval tasks (native: if their spec allows)."),
+    ] = None,
+    gen_kwargs: Annotated[
+        str | None,
+        typer.Option(help="Generation settings, lm-eval's key=value,... (until, max_gen_toks...)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of every sampler (few-shot, sampling) and bootstrap.")
+    ] = None,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
@@ -130,6 +141,9 @@ def score(
             vllm_options=tuple(vllm_option or ()),
             revision=revision,
             trust_remote_code=trust_remote_code,
+            num_fewshot=num_fewshot,
+            gen_kwargs=gen_kwargs,
+            seed=seed,
         )
     except EvalkitError as exc:
         _fail(str(exc))

@@ -267,7 +267,7 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
             "use_cache": None,
             "limit": manifest.get("limit"),
             "bootstrap_iters": 0,
-            "gen_kwargs": manifest.get("gen_kwargs"),
+            "gen_kwargs": (manifest.get("options") or {}).get("gen_kwargs"),
             "random_seed": seeds.get("random", seeds.get("bootstrap", 0)),
             "numpy_seed": seeds.get("numpy", seeds.get("bootstrap", 0)),
             "torch_seed": seeds.get("torch", seeds.get("bootstrap", 0)),

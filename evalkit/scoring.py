@@ -25,7 +25,11 @@ class Score:
 
 
 def task_scores(
-    task: str, family: str, metrics: Sequence[MetricSpec], results: Sequence[ItemResult]
+    task: str,
+    family: str,
+    metrics: Sequence[MetricSpec],
+    results: Sequence[ItemResult],
+    seed: int = 0,
 ) -> list[Score]:
     if not results:
         raise EvalkitError(f"task {task} produced no items to score")
@@ -35,9 +39,9 @@ def task_scores(
         if not values:
             raise EvalkitError(f"task {task}: metric {spec.name!r} has no values")
         if spec.is_mean:
-            ci = mean_ci([float(v) for v in values])  # type: ignore[arg-type]
+            ci = mean_ci([float(v) for v in values], seed=seed)  # type: ignore[arg-type]
         else:
-            ci = bootstrap_ci(values, spec.aggregate)
+            ci = bootstrap_ci(values, spec.aggregate, seed=seed)
         out.append(
             Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better)
         )
@@ -49,7 +53,7 @@ def task_scores(
 SUMMARY_RESAMPLES = 1000
 
 
-def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
+def summary_scores(task: Task, results: Sequence[ItemResult], seed: int = 0) -> list[Score]:
     """Rows for a task's `summaries` (probe tasks: few-shot slope, label sensitivity...) and,
     for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
     out: list[Score] = []
@@ -59,12 +63,12 @@ def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
             out.append(Score(task.name, task.family, s.metric, value, value, value,
                              len(results), s.higher_is_better))  # fmt: skip
             continue
-        low, high = _cluster_ci(results, s.compute, s.cluster)
+        low, high = _cluster_ci(results, s.compute, s.cluster, seed=seed)
         out.append(
             Score(task.name, task.family, s.metric, value, low, high, len(results),
                   s.higher_is_better)
         )  # fmt: skip
-    out.extend(language_scores(task.name, task.family, task.metrics, results))
+    out.extend(language_scores(task.name, task.family, task.metrics, results, seed))
     return out
 
 
@@ -73,6 +77,7 @@ def _cluster_ci(
     compute: Callable[[Sequence[ItemResult]], float],
     cluster: str | None,
     level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap over clusters of items (the values of tag `cluster`; each item its
     own cluster when None), SUMMARY_RESAMPLES resamples, seed 0."""
@@ -83,7 +88,7 @@ def _cluster_ci(
     if len(members) < 2:
         v = float(compute(results))
         return v, v
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     stats = []
     for _ in range(SUMMARY_RESAMPLES):
         pick = rng.integers(0, len(members), size=len(members))
@@ -98,7 +103,11 @@ def _cluster_ci(
 
 
 def language_scores(
-    task: str, family: str, metrics: Sequence[MetricSpec], results: Sequence[ItemResult]
+    task: str,
+    family: str,
+    metrics: Sequence[MetricSpec],
+    results: Sequence[ItemResult],
+    seed: int = 0,
 ) -> list[Score]:
     """For results tagged with >= 2 languages, English among them: the task's first metric (and
     `bpb`, byte-normalized, when it has it) per language as `METRIC[LANG]`, and each other
@@ -118,7 +127,7 @@ def language_scores(
             )
             for lang in langs
         }  # fmt: skip
-        draws = {lang: _mean_draws(x, seed=i) for i, (lang, x) in enumerate(by_lang.items())}
+        draws = {lang: _mean_draws(x, seed=seed + i) for i, (lang, x) in enumerate(by_lang.items())}
         for lang in langs:
             x = by_lang[lang]
             if x.size == 0:
@@ -150,7 +159,10 @@ FAMILY_PREFIX = "family:"
 
 
 def family_scores(
-    tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], resamples: int = 2000
+    tasks: Sequence[Task],
+    per_task: Mapping[str, Sequence[ItemResult]],
+    resamples: int = 2000,
+    seed: int = 0,
 ) -> list[Score]:
     """One row per (family, metric) for every metric that at least two of the family's tasks
     report (or its only task): the unweighted mean of those tasks' scores, with a percentile
@@ -166,7 +178,7 @@ def family_scores(
         if t.family not in groups:
             by_family.setdefault(t.family, []).append(t)
     out: list[Score] = []
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for family, members in sorted(by_family.items()):
         counts: dict[str, list[tuple[Task, MetricSpec]]] = {}
         for t in members:
@@ -194,4 +206,4 @@ def family_scores(
             out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, value,
                              float(min(low, value)), float(max(high, value)), n,
                              reporters[0][1].higher_is_better))  # fmt: skip
-    return out + group_scores(tasks, per_task)
+    return out + group_scores(tasks, per_task, seed)

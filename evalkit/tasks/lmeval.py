@@ -48,6 +48,7 @@ from evalkit.tasks.base import (
     text_hash,
 )
 from evalkit.tasks.groups import GroupSpec, group_spec
+from evalkit.tasks.options import RunOptions
 
 SOURCE = "lm-eval"
 DEFAULT_FAMILY = "lm-eval"
@@ -250,7 +251,7 @@ def _generate_request(task_name: str, context: str, gen_kwargs: Mapping[str, Any
     )
 
 
-def _to_request(task_name: str, inst: Any) -> Request:
+def _to_request(task_name: str, inst: Any, seed: int = 0) -> Request:
     args = inst.args
     kind = inst.request_type
     if any(isinstance(a, dict) for a in args[2:]) or (kind == "loglikelihood" and len(args) != 2):
@@ -270,8 +271,9 @@ def _to_request(task_name: str, inst: Any) -> Request:
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 n=repeats,
+                seed=seed,
             )
-        return request
+        return dataclasses.replace(request, seed=seed) if request.temperature > 0 else request
     raise EvalkitError(f"task {task_name}: unsupported lm-eval request type {kind!r}")
 
 
@@ -342,6 +344,8 @@ class LMEvalTask:
         self._task = task
         self._family = family
         self._groups = groups
+        self._fewshot_seed = FEWSHOT_SEED
+        self._sample_seed = 0  # the seed of sampled generations (Generate.seed)
         self._instances: dict[int, list[Any]] = {}  # doc_id -> instances, by idx
         if getattr(task, "MULTIMODAL", False):
             raise EvalkitError(f"task {self.name}: multimodal tasks are not supported")
@@ -378,6 +382,22 @@ class LMEvalTask:
     def version(self) -> str:
         return str(getattr(self._task, "VERSION", None))
 
+    def with_options(self, options: RunOptions) -> LMEvalTask:
+        """--num-fewshot, --gen-kwargs and --seed applied as lm-eval's `simple_evaluate` applies
+        them (this wrapper configures its own lm-eval task object and returns itself)."""
+        task = self._task
+        if options.num_fewshot is not None and task.get_config("num_fewshot") != 0:
+            # lm-eval never overrides a task whose YAML fixes num_fewshot: 0.
+            task.set_config(key="num_fewshot", value=options.num_fewshot)
+        if options.gen_kwargs and self.output_type == "generate_until":
+            current = dict(task.get_config("generation_kwargs") or {})
+            task.set_config(key="generation_kwargs", value={**current, **options.gen_kwargs})
+        if options.seed is not None:
+            self._fewshot_seed = options.seed
+            self._sample_seed = options.seed
+        self._instances.clear()
+        return self
+
     @property
     def num_fewshot(self) -> int:
         return int(self._task.get_config("num_fewshot") or 0)
@@ -385,9 +405,16 @@ class LMEvalTask:
     @property
     def manifest_fields(self) -> dict[str, Any]:
         """What lm-eval's results files say per task and the run store keeps for them."""
+        gen = self._task.get_config("generation_kwargs")
         return {
             "output_type": self.output_type,
             "num_fewshot": self.num_fewshot,
+            "fewshot_seed": self._fewshot_seed,
+            **(
+                {"generation_kwargs": dict(gen)}
+                if gen and self.output_type == "generate_until"
+                else {}
+            ),
             "lmeval_groups": [dataclasses.asdict(g) for g in self._groups],
         }
 
@@ -430,7 +457,7 @@ class LMEvalTask:
         task = self._task
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)  # as simple_evaluate does
-        task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        task.set_fewshot_seed(seed=self._fewshot_seed)
         try:
             task.build_all_requests(limit=n_docs, rank=0, world_size=1, cache_requests=False)
         except EvalkitError:
@@ -461,7 +488,7 @@ class LMEvalTask:
         return [self._item(doc_id, insts) for doc_id, insts in built.items()]
 
     def _requests(self, insts: Sequence[Any]) -> tuple[Request, ...]:
-        return tuple(_to_request(self.name, inst) for inst in insts)
+        return tuple(_to_request(self.name, inst, self._sample_seed) for inst in insts)
 
     def _choices(self, doc: Any) -> list[str] | None:
         config = getattr(self._task, "config", None)
