@@ -92,8 +92,12 @@ def load_lmeval_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> li
         if entry is None and not _is_yaml_path(name):
             raise EvalkitError(_unknown(name, manager.all_tasks, tasks_dir))
         where = f" ({entry.yaml_path})" if entry is not None and entry.yaml_path else ""
+        from evalkit.tasks.lmeval_code import LMEvalCodeTask, deferred_code_eval
+
         try:
-            loaded = manager.load([name])
+            # Code tasks' modules load `code_eval` at import: it must never run here.
+            with deferred_code_eval():
+                loaded = manager.load([name])
         except Exception as exc:
             raise EvalkitError(
                 f"cannot load lm-eval task {name!r}{where}: {_first_line(exc)}"
@@ -109,7 +113,8 @@ def load_lmeval_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> li
                 )
             origin[task_name] = name
             mine = tuple(g for g in specs if task_name in g.leaves)
-            out.append(LMEvalTask(task, family=family, groups=mine))
+            cls = LMEvalCodeTask if getattr(task, "UNSAFE_CODE", False) else LMEvalTask
+            out.append(cls(task, family=family, groups=mine))
     return out
 
 
@@ -337,6 +342,8 @@ class LMEvalTask:
     """One lm-eval task (a leaf: groups are expanded by `load_lmeval_tasks`)."""
 
     source = SOURCE
+    # Subclasses that run lm-eval's unsafe (code-executing) tasks in evalkit's sandbox say so.
+    executes_code = False
 
     def __init__(
         self, task: Any, family: str = DEFAULT_FAMILY, groups: tuple[GroupSpec, ...] = ()
@@ -349,10 +356,10 @@ class LMEvalTask:
         self._instances: dict[int, list[Any]] = {}  # doc_id -> instances, by idx
         if getattr(task, "MULTIMODAL", False):
             raise EvalkitError(f"task {self.name}: multimodal tasks are not supported")
-        if getattr(task, "UNSAFE_CODE", False):
+        if getattr(task, "UNSAFE_CODE", False) and not self.executes_code:
             raise EvalkitError(
                 f"task {self.name}: lm-eval marks it unsafe (it runs model-written code); "
-                "evalkit does not run such lm-eval tasks"
+                "evalkit runs them only through its sandbox (LMEvalCodeTask)"
             )
         try:
             check_metric_names(self.name, [m.name for m in self.metrics])
