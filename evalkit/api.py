@@ -32,7 +32,7 @@ from evalkit.tasks.base import (
 )
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
 from evalkit.tasks.code import ExecutedTask
-from evalkit.tasks.options import apply_options, check_generation, make_options
+from evalkit.tasks.options import apply_options, apply_suite, check_generation, make_options
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -191,6 +191,8 @@ def score(
     # Everything about the tasks is checked before the model is loaded.
     options = make_options(num_fewshot, gen_kwargs, seed)
     task_objs = apply_options(resolve_tasks(names, tdir), options)
+    if suite_obj is not None:
+        task_objs = apply_suite(task_objs, suite_obj.families, suite_obj.fewshot, options)
     bseed = 0 if seed is None else seed
     code_sandbox = _code_sandbox(task_objs, sandbox)
     if haystack is not None:

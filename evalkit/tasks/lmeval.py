@@ -389,6 +389,12 @@ class LMEvalTask:
     def version(self) -> str:
         return str(getattr(self._task, "VERSION", None))
 
+    def in_family(self, family: str) -> LMEvalTask:
+        """A suite's family for a task outside any group (a group's tasks keep the group)."""
+        if not self._groups:
+            self._family = family
+        return self
+
     def with_options(self, options: RunOptions) -> LMEvalTask:
         """--num-fewshot, --gen-kwargs and --seed applied as lm-eval's `simple_evaluate` applies
         them (this wrapper configures its own lm-eval task object and returns itself)."""

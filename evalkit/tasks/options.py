@@ -125,3 +125,28 @@ def native_generation(
     if max_tokens < 1:
         raise EvalkitError(f"--gen-kwargs: max_gen_toks must be >= 1, got {max_tokens}")
     return stop, max_tokens
+
+
+def apply_suite(
+    tasks: Sequence[Task],
+    families: Mapping[str, Sequence[str]],
+    fewshot: Mapping[str, int],
+    options: RunOptions,
+) -> list[Task]:
+    """A suite's per-task few-shot counts (unless --num-fewshot overrides them all) and its
+    families for lm-eval tasks outside a group."""
+    family_of = {t: f for f, names in families.items() for t in names}
+    out: list[Task] = []
+    for t in tasks:
+        # A group's or tag's tasks carry its name as their family.
+        k = fewshot.get(t.name, fewshot.get(t.family))
+        if k is not None and options.num_fewshot is None:
+            hook = getattr(t, "with_options", None)
+            if hook is None:
+                raise EvalkitError(f"suite: task {t.name} takes no few-shot count")
+            t = hook(RunOptions(num_fewshot=k))
+        move = getattr(t, "in_family", None)
+        if t.name in family_of and move is not None:
+            t = move(family_of[t.name])
+        out.append(t)
+    return out
