@@ -32,6 +32,7 @@ RANKS: dict[str, int] = {
     "evalkit.report": 7,
     "evalkit.api": 8,
     "evalkit.sweep": 8,
+    "evalkit.trackers": 8,
     "evalkit.cli": 9,
 }
 
