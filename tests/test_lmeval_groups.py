@@ -21,6 +21,7 @@ import pytest
 
 import evalkit
 from evalkit.backends.fake import FakeBackend
+from evalkit.errors import EvalkitError
 from evalkit.scoring import FAMILY_PREFIX, Score
 
 SIZES = {"g_t1": (30, 0), "g_t2": (40, 12), "g_t3": (20, 15)}  # docs, docs whose gold is "A"
@@ -355,8 +356,36 @@ def test_export_samples_are_lm_evals(lmeval_files: Path, exported: Path) -> None
 
 
 def test_export_refuses_what_is_not_a_run(tmp_path: Path) -> None:
-    from evalkit.errors import EvalkitError
     from evalkit.export import export
 
     with pytest.raises(EvalkitError, match="not a complete evalkit run"):
         export(tmp_path, tmp_path / "out")
+
+
+def test_export_of_a_native_run(tmp_path: Path) -> None:
+    """Native tasks export too: `METRIC,none` with lm-eval's stderr of the per-item values."""
+    from evalkit.export import export, mean_stderr
+    from evalkit.store import read_run
+
+    run = evalkit.score(
+        "unused",
+        tasks=["smoke_arith_mc"],
+        limit=25,
+        backend=FakeBackend(),
+        use_cache=False,
+        progress=False,
+        out=tmp_path / "run",
+    )
+    export(run.path, tmp_path / "out")
+    results, samples = _read_lmeval(tmp_path / "out")
+    row = results["results"]["smoke_arith_mc"]
+    values = [float(v) for v in read_run(run.path).samples["acc"]]
+    assert row["acc,none"] == pytest.approx(sum(values) / len(values))
+    assert row["acc_stderr,none"] == pytest.approx(mean_stderr(values))
+    assert row["sample_len"] == 25 and results["n-samples"]["smoke_arith_mc"]["effective"] == 25
+    assert len(samples["smoke_arith_mc"]) == 25
+    assert {r["filter"] for r in samples["smoke_arith_mc"]} == {"none"}
+    with pytest.raises(EvalkitError, match="already exists"):
+        export(run.path, tmp_path / "out")
+    with pytest.raises(EvalkitError, match="unknown export format"):
+        export(run.path, tmp_path / "o2", fmt="helm")
