@@ -94,11 +94,10 @@ def _group_metrics(
     from lm_eval.api.metrics import pooled_sample_stderr, unweighted_mean_stderr
 
     leaves = [n for n in group.leaves if n in results]
-    out: dict[str, Any] = {
-        "alias": group.alias or group.name,
-        "name": group.name,
-        "sample_len": sum(int(results[n]["sample_len"]) for n in leaves),
-    }
+    out: dict[str, Any] = {"alias": group.alias or group.name, "name": group.name}
+    if not group.aggregate:  # lm-eval reports such a group by name only
+        return out
+    out["sample_len"] = sum(int(results[n]["sample_len"]) for n in leaves)
     by_metric = {str(r.metric): float(r.value) for r in rows.itertuples(index=False)}
     counts: dict[str, int] = {}
     # The filters and weights that produced each row, the last entry winning as in lm-eval.
@@ -283,8 +282,9 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
         "task_hashes": {n: str(e.get("content_hash", "")) for n, e in entries.items()},
         "total_evaluation_time_seconds": str((manifest.get("timings") or {}).get("total_seconds")),
     }
-    if group_results:
-        out["groups"] = group_results
+    aggregated = {n: r for n, r in group_results.items() if groups[n].aggregate}
+    if aggregated:
+        out["groups"] = aggregated
     return out, sample_rows
 
 
