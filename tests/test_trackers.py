@@ -160,3 +160,17 @@ def test_score_log_tensorboard_from_the_cli(tmp_path: Path) -> None:
     assert event.step == step
     assert event.value == pytest.approx(_expected(out)["smoke_arith_mc/acc"])
     assert (logs / "reports" / "run.html").is_file()
+
+
+@pytest.mark.parametrize("command", ["score", "sweep"])
+def test_an_unknown_tracker_stops_before_any_work(command: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from evalkit.cli import app
+
+    ckpt = Path(__file__).resolve().parents[1] / "examples" / "checkpoints" / "tiny-base"
+    args = [command, str(ckpt), "--suite", "smoke", "--out", str(tmp_path / "o"), "--log", "mlflow"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert "unknown tracker 'mlflow'" in res.output
+    assert not (tmp_path / "o").exists()
