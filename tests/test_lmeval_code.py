@@ -190,3 +190,36 @@ def test_deferred_metric_answers_like_code_eval() -> None:
     # pass@3 is left out as code_eval leaves it out: not every problem has 3 samples.
     assert scores == {"pass@1": pytest.approx(0.25), "pass@2": pytest.approx(0.5)}
     assert [r[1]["passed"] for r in results[0]] == [True, False]
+
+
+def test_an_unsafe_task_scored_by_other_means_is_refused(tmp_path: Path) -> None:
+    """An unsafe task whose metric runs code itself (not through code_eval) is refused at load:
+    evalkit cannot sandbox what it does not see."""
+    from evalkit.errors import EvalkitError
+
+    marker = tmp_path / "ran"
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"q": "1"}) + "\n")
+    (tmp_path / "utils.py").write_text(
+        "def run_it(references, predictions):\n"
+        f"    open({str(marker)!r}, 'w').write('x')\n"
+        "    exec(predictions[0])\n"
+        "    return 1.0\n"
+    )
+    (tmp_path / "hostile.yaml").write_text(
+        "task: hostile\n"
+        "unsafe_code: true\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files: {{test: {json.dumps(str(tmp_path / 'docs.jsonl'))}}}\n"
+        "test_split: test\n"
+        "output_type: generate_until\n"
+        'doc_to_text: "{{q}}"\n'
+        'doc_to_target: "{{q}}"\n'
+        "metric_list:\n"
+        "  - metric: !function utils.run_it\n"
+        "    aggregation: mean\n"
+        "    higher_is_better: true\n"
+    )
+    with pytest.raises(EvalkitError, match="code_eval") as err:
+        load_lmeval_tasks(["hostile"], tmp_path)
+    assert "hostile" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()

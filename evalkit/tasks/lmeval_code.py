@@ -112,10 +112,43 @@ def deferred_code_eval() -> Iterator[None]:
             DEFERRED.collected.clear()
 
 
+def _uses_deferred(fn: Any) -> bool:
+    """Whether `fn` (an lm-eval metric or process_results) gets code_eval from its module."""
+    import inspect
+
+    for _ in range(5):  # lm-eval wraps metrics: `fn.__call__` method-wrappers, partials
+        inner = getattr(fn, "__self__", None) or getattr(fn, "func", None)
+        if inner is None or getattr(fn, "__globals__", None) is not None:
+            break
+        fn = inner
+    scope = getattr(fn, "__globals__", None)
+    if scope is None:
+        module = inspect.getmodule(fn)
+        scope = vars(module) if module is not None else {}
+    return any(v is DEFERRED for v in scope.values())
+
+
 class LMEvalCodeTask(LMEvalTask):
     """An lm-eval task that executes model-written code, executed in evalkit's sandbox."""
 
     executes_code = True
+
+    def __init__(self, task: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(task, *args, **kwargs)
+        # Only code_eval's execution is deferred: anything else that scores this task could run
+        # the model's code in this process, so such a task is refused before it is built.
+        config = getattr(task, "config", None)
+        fns = list((getattr(task, "_metric_fn_list", None) or {}).values())
+        custom = getattr(config, "process_results", None)
+        if callable(custom):
+            fns.append(custom)
+        if not fns or not all(_uses_deferred(fn) for fn in fns):
+            from evalkit.errors import EvalkitError
+
+            raise EvalkitError(
+                f"task {self.name}: lm-eval marks it unsafe and scores it with something other "
+                "than evaluate's code_eval; evalkit can sandbox only code_eval's programs"
+            )
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
