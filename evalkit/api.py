@@ -41,6 +41,7 @@ from evalkit.tasks.base import (
 )
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
 from evalkit.tasks.code import ExecutedTask
+from evalkit.tasks.options import apply_options, apply_suite, check_generation, make_options
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
 BACKENDS = ("auto", "hf", "vllm")
@@ -113,6 +114,7 @@ def load_backend(
     max_length: int | None = None,
     vllm_options: Sequence[str] = (),
     guard: bool = True,
+    trust_remote_code: bool = False,
 ) -> Backend:
     backend = resolve_backend(backend, device)
     if backend == "vllm":
@@ -132,6 +134,7 @@ def load_backend(
         tokenizer=tokenizer,
         max_length=max_length,
         guard=guard,
+        trust_remote_code=trust_remote_code,
     )
 
 
@@ -163,6 +166,11 @@ def score(
     vllm_options: Sequence[str] = (),
     strict_suite: bool = False,
     guard: bool = True,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    num_fewshot: int | None = None,
+    gen_kwargs: str | dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -174,6 +182,10 @@ def score(
     A task that cannot run on this checkpoint is skipped with its reason (manifest
     `skipped_tasks`, see `evalkit.skips`); `strict_suite=True` makes that an error instead.
     `guard=False` skips the HF backend's parity guard (docs/backends.md); the manifest says so.
+    `checkpoint` may be a hub id `ORG/NAME[@REVISION]` (or `revision=`), resolved through the
+    Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
+    `num_fewshot`, `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options
+    (`evalkit.tasks.options`).
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -194,7 +206,11 @@ def score(
     if tdir is not None and not tdir.is_dir():
         raise EvalkitError(f"tasks directory not found: {tdir}")
     # Everything about the tasks is checked before the model is loaded.
-    task_objs = resolve_tasks(names, tdir)
+    options = make_options(num_fewshot, gen_kwargs, seed)
+    task_objs = apply_options(resolve_tasks(names, tdir), options)
+    if suite_obj is not None:
+        task_objs = apply_suite(task_objs, suite_obj.families, suite_obj.fewshot, options)
+    bseed = 0 if seed is None else seed
     skips = SuiteSkips(strict_suite)
     try:
         code_sandbox = _code_sandbox(task_objs, sandbox)
@@ -209,13 +225,18 @@ def score(
     # before the weights load, so bad lengths fail early; the backend gets the same window).
     window: int | None = None
     text_tokenizer: Any = None
+    hub: dict[str, Any] | None = None
     if isinstance(backend, str):
         from evalkit.backends.hf import checkpoint_window, load_tokenizer
+        from evalkit.hub import check_remote_code, resolve_checkpoint
 
+        resolved = resolve_checkpoint(checkpoint, revision)
+        ckpt, hub = resolved.path, resolved.manifest()
+        check_remote_code(ckpt, str(checkpoint), trust_remote_code)
         backend = resolve_backend(backend, device)
         check_backend_options(backend, vllm_options)
         check_device(device)
-        text_tokenizer = load_tokenizer(ckpt)
+        text_tokenizer = load_tokenizer(ckpt, trust_remote_code)
         window = checkpoint_window(ckpt, text_tokenizer)
         if backend == "vllm":
             from evalkit.backends.vllm import parse_options, usable_window
@@ -230,6 +251,7 @@ def score(
         room = tokenizer.max_context - _chat_overhead(fmt, tokenizer)
         tokenizer = WindowedTokenizer(tokenizer, room)
     task_objs, items = skips.build_items(task_objs, lambda t: list(t.items(limit, tokenizer)))
+    check_generation(task_objs, items, options)
     chat_info: dict[str, Any] | None = None
     if fmt is not None:
         items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
@@ -263,7 +285,8 @@ def score(
                 text_tokenizer,
                 window,
                 vllm_options,
-                guard,
+                guard=guard,
+                trust_remote_code=trust_remote_code,
             )
             if isinstance(backend, str)
             else backend
@@ -303,14 +326,15 @@ def score(
             for r, it in zip(results, its, strict=True)
         ]
         per_task[task.name] = results
-        scores.extend(task_scores(task.name, task.family, task.metrics, results))
-        scores.extend(summary_scores(task, results))
-    scores.extend(family_scores(task_objs, per_task))
+        scores.extend(task_scores(task.name, task.family, task.metrics, results, bseed))
+        scores.extend(summary_scores(task, results, bseed))
+    scores.extend(family_scores(task_objs, per_task, seed=bseed))
 
     label = suite_obj.name if suite_obj is not None else "tasks"
     if chat_template:
         label += "-chat"
-    out_path = Path(out) if out is not None else _default_out(ckpt, label)
+    named = Path(hub["repo_id"].replace("/", "--")) if hub else ckpt
+    out_path = Path(out) if out is not None else _default_out(named, label)
     settings = dict(model.settings)
     manifest: dict[str, Any] = {
         "schema_version": RUN_SCHEMA_VERSION,
@@ -318,6 +342,7 @@ def score(
         "evalkit_commit": _git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "checkpoint": str(ckpt.resolve()),
+        "hub": hub,
         "model_fingerprint": model.model_fingerprint,
         "tokenizer_fingerprint": model.tokenizer.fingerprint,
         "backend": model.name,
@@ -333,7 +358,11 @@ def score(
         SKIPPED_TASKS: skips.to_manifest(),
         "limit": limit,
         "truncation": truncation,
-        "seeds": {"bootstrap": 0},
+        "seeds": {
+            "bootstrap": bseed,
+            **({"fewshot": seed, "sampling": seed} if seed is not None else {}),
+        },
+        "options": options.manifest(),
         "engine": {
             "requests": result.stats.requests,
             "unique": result.stats.unique,
@@ -420,6 +449,7 @@ def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]
         "n_items": len(items),
         "truncated_items": truncated,
     }
+    entry.update(getattr(task, "manifest_fields", None) or {})  # lm-eval: few-shot k, groups
     notes = getattr(task, "manifest_notes", None)  # e.g. needle tasks' skipped lengths
     if notes:
         entry["notes"] = notes

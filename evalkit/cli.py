@@ -30,7 +30,12 @@ def _fail(message: str) -> NoReturn:
 
 @app.command()
 def score(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (Hugging Face layout).")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            help="Checkpoint directory (Hugging Face layout) or hub id ORG/NAME[@REVISION]."
+        ),
+    ],
     suite: Annotated[
         str | None, typer.Option(help="Suite name (tasks/suites/NAME.yaml) or path.")
     ] = None,
@@ -103,12 +108,41 @@ def score(
             help="Skip the parity guard (fast path vs the model's plain forward on a sample).",
         ),
     ] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option(help="Hub revision (branch, tag or commit) of a hub-id checkpoint."),
+    ] = None,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option("--trust-remote-code", help="Allow a checkpoint's own model code (auto_map)."),
+    ] = False,
+    num_fewshot: Annotated[
+        int | None,
+        typer.Option(help="Few-shot examples for lm-eval tasks (native: if their spec allows)."),
+    ] = None,
+    gen_kwargs: Annotated[
+        str | None,
+        typer.Option(help="Generation settings, lm-eval's key=value,... (until, max_gen_toks...)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of every sampler (few-shot, sampling) and bootstrap.")
+    ] = None,
+    log: Annotated[
+        str | None, typer.Option(help="Log scores to an experiment tracker: wandb or tensorboard.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Tracker folder (default: beside the run).")
+    ] = None,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
     from evalkit.api import score as run_score
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     try:
+        if log is not None:
+            from evalkit.trackers import check_tracker
+
+            check_tracker(log)
         run = run_score(
             checkpoint,
             suite=suite,
@@ -131,6 +165,11 @@ def score(
             vllm_options=tuple(vllm_option or ()),
             strict_suite=strict_suite,
             guard=not no_guard,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            num_fewshot=num_fewshot,
+            gen_kwargs=gen_kwargs,
+            seed=seed,
         )
     except EvalkitError as exc:
         _fail(str(exc))
@@ -146,6 +185,25 @@ def score(
         + (f", {s.truncated} truncated (left)" if s.truncated else "")
     )
     typer.echo(f"run written to {run.path}")
+    if log is not None:
+        _log_to_tracker(log, [run.path], log_dir, {})
+
+
+def _log_to_tracker(
+    kind: str, runs: list[Path], log_dir: Path | None, gates: dict[Path, str | None]
+) -> None:
+    """Write the runs' HTML report and log them (scores, CIs, gate, report) to the tracker."""
+    from evalkit.api import make_report
+    from evalkit.trackers import Tracked, log_runs
+
+    base = log_dir or runs[-1].parent / f"{kind}-logs"
+    try:
+        report = make_report(*runs, out=base / f"report-{runs[-1].name}").index
+        tracked = [Tracked(r, gates.get(r), report if r == runs[-1] else None) for r in runs]
+        where = log_runs(kind, tracked, base, name=runs[-1].name)
+    except EvalkitError as exc:
+        _fail(str(exc))
+    typer.echo(f"logged to {kind} in {where}")
 
 
 @app.command()
@@ -453,6 +511,13 @@ def sweep(
         Path | None, typer.Option("--json", help="Write the sweep's outcome as JSON.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    log: Annotated[
+        str | None,
+        typer.Option(help="Log every run to an experiment tracker: wandb or tensorboard."),
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Tracker folder (default: OUT/<tracker>-logs).")
+    ] = None,
 ) -> None:
     """Score many checkpoints on Ray (resumable). Exit 0 all complete, 1 a job or gate failed."""
     import json
@@ -469,6 +534,10 @@ def sweep(
         kwargs["cache_dir"] = cache_dir
     task_list = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
     try:
+        if log is not None:
+            from evalkit.trackers import check_tracker
+
+            check_tracker(log)
         env = None
         if runtime_env is not None:
             try:
@@ -518,6 +587,10 @@ def sweep(
     Console().print(sw.sweep_table(report))
     if json_out is not None:
         _write(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+    done = [r for r in report.results if r.status != "failed"]
+    if log is not None and done:
+        gates = {r.job.run_dir: r.gate for r in done}
+        _log_to_tracker(log, [r.job.run_dir for r in done], log_dir or out / f"{log}-logs", gates)
     raise typer.Exit(report.exit_code)
 
 
@@ -657,6 +730,24 @@ def contamination(
     if json_out is not None:
         _write(json_out, json.dumps(report.to_dict(), indent=2))
         typer.echo(f"report written to {json_out}")
+
+
+@app.command("export")
+def export_run(
+    run: Annotated[Path, typer.Argument(help="Run directory to export.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the files under.")],
+    format: Annotated[str, typer.Option("--format", help="lmeval (lm-eval 0.4's files).")] = (
+        "lmeval"
+    ),
+) -> None:
+    """Write a run as another harness's result files (lm-eval's results_*.json, samples_*.jsonl)."""
+    from evalkit.export import export
+
+    try:
+        files = export(run, out, format)
+    except EvalkitError as exc:
+        _fail(str(exc))
+    typer.echo(f"{len(files)} files written to {files[0].parent}")
 
 
 def main() -> None:

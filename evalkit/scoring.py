@@ -34,7 +34,11 @@ class Score:
 
 
 def task_scores(
-    task: str, family: str, metrics: Sequence[MetricSpec], results: Sequence[ItemResult]
+    task: str,
+    family: str,
+    metrics: Sequence[MetricSpec],
+    results: Sequence[ItemResult],
+    seed: int = 0,
 ) -> list[Score]:
     if not results:
         raise EvalkitError(f"task {task} produced no items to score")
@@ -44,9 +48,9 @@ def task_scores(
         if not values:
             raise EvalkitError(f"task {task}: metric {spec.name!r} has no values")
         if spec.is_mean:
-            ci = mean_ci([float(v) for v in values])  # type: ignore[arg-type]
+            ci = mean_ci([float(v) for v in values], seed=seed)  # type: ignore[arg-type]
         else:
-            ci = bootstrap_ci(values, spec.aggregate)
+            ci = bootstrap_ci(values, spec.aggregate, seed=seed)
         out.append(
             Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better,
                   ci.method)
@@ -59,7 +63,7 @@ def task_scores(
 SUMMARY_RESAMPLES = 1000
 
 
-def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
+def summary_scores(task: Task, results: Sequence[ItemResult], seed: int = 0) -> list[Score]:
     """Rows for a task's `summaries` (probe tasks: few-shot slope, label sensitivity...) and,
     for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
     out: list[Score] = []
@@ -73,12 +77,12 @@ def summary_scores(task: Task, results: Sequence[ItemResult]) -> list[Score]:
         value = float(s.compute(results))
         if not math.isfinite(value):
             continue  # not defined on this run (a slope over one k): no row rather than a NaN
-        low, high = _cluster_ci(results, s.compute, s.cluster)
+        low, high = _cluster_ci(results, s.compute, s.cluster, seed=seed)
         out.append(
             Score(task.name, task.family, s.metric, value, min(low, value), max(high, value),
                   len(results), s.higher_is_better, CI_CLUSTER_PERCENTILE)
         )  # fmt: skip
-    out.extend(language_scores(task.name, task.family, task.metrics, results))
+    out.extend(language_scores(task.name, task.family, task.metrics, results, seed))
     return out
 
 
@@ -113,6 +117,7 @@ def _cluster_ci(
     compute: Callable[[Sequence[ItemResult]], float],
     cluster: str | None,
     level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap over clusters of items (the values of tag `cluster`; each item its
     own cluster when None), SUMMARY_RESAMPLES resamples, seed 0."""
@@ -123,7 +128,7 @@ def _cluster_ci(
     if len(members) < 2:
         v = float(compute(results))
         return v, v
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     stats = []
     for _ in range(SUMMARY_RESAMPLES):
         pick = rng.integers(0, len(members), size=len(members))
@@ -138,7 +143,11 @@ def _cluster_ci(
 
 
 def language_scores(
-    task: str, family: str, metrics: Sequence[MetricSpec], results: Sequence[ItemResult]
+    task: str,
+    family: str,
+    metrics: Sequence[MetricSpec],
+    results: Sequence[ItemResult],
+    seed: int = 0,
 ) -> list[Score]:
     """For results tagged with >= 2 languages, English among them: the task's first metric (and
     `bpb`, byte-normalized, when it has it) per language as `METRIC[LANG]`, and each other
@@ -158,7 +167,7 @@ def language_scores(
             )
             for lang in langs
         }  # fmt: skip
-        draws = {lang: _mean_draws(x, seed=i) for i, (lang, x) in enumerate(by_lang.items())}
+        draws = {lang: _mean_draws(x, seed=seed + i) for i, (lang, x) in enumerate(by_lang.items())}
         for lang in langs:
             x = by_lang[lang]
             if x.size == 0:
@@ -191,17 +200,26 @@ FAMILY_PREFIX = "family:"
 
 
 def family_scores(
-    tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], resamples: int = 2000
+    tasks: Sequence[Task],
+    per_task: Mapping[str, Sequence[ItemResult]],
+    resamples: int = 2000,
+    seed: int = 0,
 ) -> list[Score]:
     """One row per (family, metric) for every metric that at least two of the family's tasks
     report (or its only task): the unweighted mean of those tasks' scores. Its interval
     combines the tasks' own intervals (Wilson for 0/1, bootstrap-t else) by MOVER (Zou & Donner
     2008: the variance of a mean of independent estimates recovered from each one's limits), so
     that it holds where they do and never collapses to [0, 0]. Rows are named
-    `family:<family>` in the `task` column; `n` is the number of items behind them."""
+    `family:<family>` in the `task` column; `n` is the number of items behind them.
+    lm-eval groups with an `aggregate_metric_list` get lm-eval's aggregation instead
+    (`evalkit.group_scores`), nested groups each their own rows."""
+    from evalkit.group_scores import group_scores, run_groups
+
+    groups = run_groups(tasks)
     by_family: dict[str, list[Task]] = {}
     for t in tasks:
-        by_family.setdefault(t.family, []).append(t)
+        if t.family not in groups:
+            by_family.setdefault(t.family, []).append(t)
     out: list[Score] = []
     for family, members in sorted(by_family.items()):
         counts: dict[str, list[tuple[Task, MetricSpec]]] = {}
@@ -217,10 +235,10 @@ def family_scores(
                 x = [float(r.metrics[name]) for r in per_task[t.name] if name in r.metrics]  # type: ignore[arg-type]
                 x = [v for v in x if not np.isnan(v)]
                 if x:
-                    cis.append(mean_interval(x, resamples=resamples, seed=k))
+                    cis.append(mean_interval(x, resamples=resamples, seed=seed + k))
             if not cis:
                 continue
             ci = mover_mean(cis)
             out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, ci.value, ci.low, ci.high,
                              ci.n, reporters[0][1].higher_is_better, ci.method))  # fmt: skip
-    return out
+    return out + group_scores(tasks, per_task, seed)

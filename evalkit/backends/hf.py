@@ -116,7 +116,7 @@ def _check_checkpoint(path: Path) -> None:
         )
 
 
-def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
+def load_tokenizer(checkpoint: str | Path, trust_remote_code: bool = False) -> HFTokenizer:
     """The checkpoint's tokenizer alone (cheap): tasks can be built before the model loads."""
     import transformers
 
@@ -140,7 +140,9 @@ def load_tokenizer(checkpoint: str | Path) -> HFTokenizer:
     else:
         cls = transformers.AutoTokenizer
     try:
-        tokenizer = cls.from_pretrained(str(path), local_files_only=True)
+        tokenizer = cls.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code
+        )
     except Exception as exc:
         raise EvalkitError(f"no usable tokenizer in {path}: {_first_line(exc)}") from None
     return HFTokenizer(tokenizer, tokenizer_fingerprint(path))
@@ -168,11 +170,12 @@ class HFBackend:
         prefix_reuse: bool = True,
         native: bool = True,
         guard: bool = True,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
 
         path = Path(checkpoint)
-        hf_tokenizer = tokenizer or load_tokenizer(path)
+        hf_tokenizer = tokenizer or load_tokenizer(path, trust_remote_code)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -188,7 +191,7 @@ class HFBackend:
             model = load_native(path, shape, self._torch_dtype)
             self.plan = native_plan()
         else:
-            model, self.plan = _load_transformers(path, self._torch_dtype)
+            model, self.plan = _load_transformers(path, self._torch_dtype, trust_remote_code)
         self.decoder_impl = "native-llama" if shape is not None else "transformers"
         model.to(self.device)
         model.eval()
@@ -625,7 +628,9 @@ def _per_group(
     return results
 
 
-def _load_transformers(path: Path, dtype: Any) -> tuple[Any, ArchPlan]:
+def _load_transformers(
+    path: Path, dtype: Any, trust_remote_code: bool = False
+) -> tuple[Any, ArchPlan]:
     """The model, with the attention implementation that keeps its math (`arch.py`), and
     the scoring path for it."""
     import transformers
@@ -645,6 +650,7 @@ def _load_transformers(path: Path, dtype: Any) -> tuple[Any, ArchPlan]:
             dtype=dtype,
             output_loading_info=True,
             attn_implementation=attn,
+            trust_remote_code=trust_remote_code,
         )
     except Exception as exc:
         raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None

@@ -20,6 +20,7 @@ turns responses into programs, and `score_executed` turns execution results into
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from evalkit.tasks.base import (
     items_hash,
     text_hash,
 )
+from evalkit.tasks.options import RunOptions
 
 # Chen et al. 2021's stop sequences: the function body ends where top-level code starts.
 CODEX_STOP: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -315,6 +317,21 @@ class CodeTask:
     def __init__(self, spec: CodeSpec) -> None:
         self.spec = spec
         self._problems: list[Problem] | None = None
+
+    def with_options(self, options: RunOptions) -> CodeTask:
+        """--seed reseeds the sampled generations; code tasks define no few-shot count and
+        generate with their own settings (`evalkit.tasks.options`)."""
+        if options.num_fewshot is not None:
+            raise EvalkitError(f"--num-fewshot: code task {self.name} is zero-shot by definition")
+        if options.gen_kwargs:
+            raise EvalkitError(
+                f"--gen-kwargs: code task {self.name} generates with its own settings "
+                f"({self.spec.source_file})"
+            )
+        if options.seed is None or not self.spec.sampling.n:
+            return self
+        sampling = dataclasses.replace(self.spec.sampling, seed=options.seed)
+        return CodeTask(dataclasses.replace(self.spec, sampling=sampling))
 
     @property
     def name(self) -> str:

@@ -19,6 +19,7 @@ lm-eval is imported inside functions only: importing this module stays cheap.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,8 @@ from evalkit.tasks.base import (
     items_hash,
     text_hash,
 )
+from evalkit.tasks.groups import GroupSpec, group_spec
+from evalkit.tasks.options import RunOptions
 
 SOURCE = "lm-eval"
 DEFAULT_FAMILY = "lm-eval"
@@ -89,14 +92,19 @@ def load_lmeval_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> li
         if entry is None and not _is_yaml_path(name):
             raise EvalkitError(_unknown(name, manager.all_tasks, tasks_dir))
         where = f" ({entry.yaml_path})" if entry is not None and entry.yaml_path else ""
+        from evalkit.tasks.lmeval_code import LMEvalCodeTask, deferred_code_eval
+
         try:
-            loaded = manager.load([name])
+            # Code tasks' modules load `code_eval` at import: it must never run here.
+            with deferred_code_eval():
+                loaded = manager.load([name])
         except Exception as exc:
             raise EvalkitError(
                 f"cannot load lm-eval task {name!r}{where}: {_first_line(exc)}"
             ) from exc
         is_collection = entry is not None and entry.kind.name in ("GROUP", "TAG")
         family = name if is_collection else DEFAULT_FAMILY
+        specs = [group_spec(g) for g in (loaded.get("groups") or {}).values()]
         for task_name, task in loaded["tasks"].items():
             if task_name in origin:
                 raise EvalkitError(
@@ -104,7 +112,9 @@ def load_lmeval_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> li
                     f"(by {origin[task_name]!r} and by {name!r})"
                 )
             origin[task_name] = name
-            out.append(LMEvalTask(task, family=family))
+            mine = tuple(g for g in specs if task_name in g.leaves)
+            cls = LMEvalCodeTask if getattr(task, "UNSAFE_CODE", False) else LMEvalTask
+            out.append(cls(task, family=family, groups=mine))
     return out
 
 
@@ -246,7 +256,7 @@ def _generate_request(task_name: str, context: str, gen_kwargs: Mapping[str, Any
     )
 
 
-def _to_request(task_name: str, inst: Any) -> Request:
+def _to_request(task_name: str, inst: Any, seed: int = 0) -> Request:
     args = inst.args
     kind = inst.request_type
     if any(isinstance(a, dict) for a in args[2:]) or (kind == "loglikelihood" and len(args) != 2):
@@ -266,8 +276,9 @@ def _to_request(task_name: str, inst: Any) -> Request:
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 n=repeats,
+                seed=seed,
             )
-        return request
+        return dataclasses.replace(request, seed=seed) if request.temperature > 0 else request
     raise EvalkitError(f"task {task_name}: unsupported lm-eval request type {kind!r}")
 
 
@@ -331,17 +342,24 @@ class LMEvalTask:
     """One lm-eval task (a leaf: groups are expanded by `load_lmeval_tasks`)."""
 
     source = SOURCE
+    # Subclasses that run lm-eval's unsafe (code-executing) tasks in evalkit's sandbox say so.
+    executes_code = False
 
-    def __init__(self, task: Any, family: str = DEFAULT_FAMILY) -> None:
+    def __init__(
+        self, task: Any, family: str = DEFAULT_FAMILY, groups: tuple[GroupSpec, ...] = ()
+    ) -> None:
         self._task = task
         self._family = family
+        self._groups = groups
+        self._fewshot_seed = FEWSHOT_SEED
+        self._sample_seed = 0  # the seed of sampled generations (Generate.seed)
         self._instances: dict[int, list[Any]] = {}  # doc_id -> instances, by idx
         if getattr(task, "MULTIMODAL", False):
             raise EvalkitError(f"task {self.name}: multimodal tasks are not supported")
-        if getattr(task, "UNSAFE_CODE", False):
+        if getattr(task, "UNSAFE_CODE", False) and not self.executes_code:
             raise EvalkitError(
                 f"task {self.name}: lm-eval marks it unsafe (it runs model-written code); "
-                "evalkit does not run such lm-eval tasks"
+                "evalkit runs them only through its sandbox (LMEvalCodeTask)"
             )
         try:
             check_metric_names(self.name, [m.name for m in self.metrics])
@@ -363,8 +381,55 @@ class LMEvalTask:
         return self._family
 
     @property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        """The lm-eval groups (the one asked for and those nested in it) this task is in."""
+        return self._groups
+
+    @property
     def version(self) -> str:
         return str(getattr(self._task, "VERSION", None))
+
+    def in_family(self, family: str) -> LMEvalTask:
+        """A suite's family for a task outside any group (a group's tasks keep the group)."""
+        if not self._groups:
+            self._family = family
+        return self
+
+    def with_options(self, options: RunOptions) -> LMEvalTask:
+        """--num-fewshot, --gen-kwargs and --seed applied as lm-eval's `simple_evaluate` applies
+        them (this wrapper configures its own lm-eval task object and returns itself)."""
+        task = self._task
+        if options.num_fewshot is not None and task.get_config("num_fewshot") != 0:
+            # lm-eval never overrides a task whose YAML fixes num_fewshot: 0.
+            task.set_config(key="num_fewshot", value=options.num_fewshot)
+        if options.gen_kwargs and self.output_type == "generate_until":
+            current = dict(task.get_config("generation_kwargs") or {})
+            task.set_config(key="generation_kwargs", value={**current, **options.gen_kwargs})
+        if options.seed is not None:
+            self._fewshot_seed = options.seed
+            self._sample_seed = options.seed
+        self._instances.clear()
+        return self
+
+    @property
+    def num_fewshot(self) -> int:
+        return int(self._task.get_config("num_fewshot") or 0)
+
+    @property
+    def manifest_fields(self) -> dict[str, Any]:
+        """What lm-eval's results files say per task and the run store keeps for them."""
+        gen = self._task.get_config("generation_kwargs")
+        return {
+            "output_type": self.output_type,
+            "num_fewshot": self.num_fewshot,
+            "fewshot_seed": self._fewshot_seed,
+            **(
+                {"generation_kwargs": dict(gen)}
+                if gen and self.output_type == "generate_until"
+                else {}
+            ),
+            "lmeval_groups": [dataclasses.asdict(g) for g in self._groups],
+        }
 
     @property
     def output_type(self) -> str:
@@ -405,7 +470,7 @@ class LMEvalTask:
         task = self._task
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)  # as simple_evaluate does
-        task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        task.set_fewshot_seed(seed=self._fewshot_seed)
         try:
             task.build_all_requests(limit=n_docs, rank=0, world_size=1, cache_requests=False)
         except EvalkitError:
@@ -436,7 +501,7 @@ class LMEvalTask:
         return [self._item(doc_id, insts) for doc_id, insts in built.items()]
 
     def _requests(self, insts: Sequence[Any]) -> tuple[Request, ...]:
-        return tuple(_to_request(self.name, inst) for inst in insts)
+        return tuple(_to_request(self.name, inst, self._sample_seed) for inst in insts)
 
     def _choices(self, doc: Any) -> list[str] | None:
         config = getattr(self._task, "config", None)

@@ -6,6 +6,7 @@ field is an error naming the task, the template and the document, never an empty
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from evalkit.tasks.base import (
     text_hash,
 )
 from evalkit.tasks.generators import get_generator
+from evalkit.tasks.options import RunOptions, native_generation
 from evalkit.tasks.templates import Renderer
 
 Kind = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
@@ -92,6 +94,8 @@ class FewShotSpec:
     k: int = 0
     seed: int = 0
     separator: str = "\n\n"
+    # Whether --num-fewshot may change k (demonstrations are then drawn as for the spec's k).
+    overridable: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ def load_spec(path: Path) -> TaskSpec:
         k=int(fewshot_raw.get("k", 0)),
         seed=int(fewshot_raw.get("seed", 0)),
         separator=str(fewshot_raw.get("separator", "\n\n")),
+        overridable=bool(fewshot_raw.get("overridable", False)),
     )
     if fewshot.k and kind == "rolling":
         raise _fail(path, "rolling tasks take no few-shot examples")
@@ -236,6 +241,25 @@ class NativeTask:
     @property
     def version(self) -> str:
         return self.spec.version
+
+    def with_options(self, options: RunOptions) -> NativeTask:
+        """This task under --num-fewshot / --gen-kwargs / --seed (`evalkit.tasks.options`)."""
+        s = self.spec
+        fewshot = s.fewshot
+        if options.num_fewshot is not None and options.num_fewshot != fewshot.k:
+            if not fewshot.overridable or s.kind == "rolling":
+                raise EvalkitError(
+                    f"--num-fewshot: native task {s.name} fixes k={fewshot.k} in "
+                    f"{s.source_file} (its fewshot section does not say overridable: true)"
+                )
+            fewshot = dataclasses.replace(fewshot, k=options.num_fewshot)
+        if options.seed is not None and fewshot.k:
+            fewshot = dataclasses.replace(fewshot, seed=options.seed)
+        stop, max_tokens = s.stop, s.max_tokens
+        if options.gen_kwargs and s.kind == "generate":
+            stop, max_tokens = native_generation(s.name, options.gen_kwargs, stop, max_tokens)
+        spec = dataclasses.replace(s, fewshot=fewshot, stop=stop, max_tokens=max_tokens)
+        return self if spec == s else NativeTask(spec)
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:

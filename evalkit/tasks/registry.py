@@ -8,8 +8,8 @@ with one name are an error naming both files.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,10 @@ class Suite:
     description: str
     tasks: tuple[str, ...]
     source_file: Path
+    # lm-eval tasks listed under a family take that family (groups keep their own rows).
+    families: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Few-shot count per task (lm-eval tasks; --num-fewshot overrides them all).
+    fewshot: Mapping[str, int] = field(default_factory=dict)
 
 
 def suites_dir() -> Path:
@@ -121,11 +125,24 @@ def load_suite(name_or_path: str) -> Suite:
     tasks = tuple(str(t) for t in raw["tasks"])
     if len(set(tasks)) != len(tasks):
         raise EvalkitError(f"malformed suite {path}: a task is listed twice")
+    families = raw.get("families") or {}
+    fewshot = raw.get("fewshot") or {}
+    if not isinstance(families, dict) or not isinstance(fewshot, dict):
+        raise EvalkitError(f"malformed suite {path}: 'families' and 'fewshot' must be mappings")
+    stray = sorted(set(fewshot) - set(tasks))
+    if stray:
+        raise EvalkitError(f"malformed suite {path}: fewshot names tasks not in it: {stray}")
+    try:
+        shots = {str(k): int(v) for k, v in fewshot.items()}
+    except (TypeError, ValueError):
+        raise EvalkitError(f"malformed suite {path}: fewshot counts must be integers") from None
     return Suite(
         name=str(raw.get("name", path.stem)),
         description=str(raw.get("description", "")),
         tasks=tasks,
         source_file=path,
+        families={str(f): tuple(str(t) for t in (ts or [])) for f, ts in families.items()},
+        fewshot=shots,
     )
 
 
