@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
-from evalkit.backends.damage import FiniteLogits, check_finite_weights
+from evalkit.backends.damage import FiniteLogits, check_finite_weights, check_native_shapes
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
 from evalkit.errors import EvalkitError
@@ -183,6 +183,7 @@ class HFBackend:
         shape, self.native_refusal = native_config(path) if native else (None, "turned off")
         if shape is not None:
             model = load_native(path, shape, self._torch_dtype)
+            check_native_shapes(model, shape, path)
         else:
             model = _load_transformers(path, self._torch_dtype)
         self.decoder_impl = "native-llama" if shape is not None else "transformers"
@@ -487,6 +488,7 @@ def _load_transformers(path: Path, dtype: Any) -> Any:
             attn_implementation="sdpa",
         )
     except Exception as exc:
+        # transformers puts its reason (e.g. a size mismatch report) above a generic last line.
         raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
     missing = list(info.get("missing_keys", []))
     if missing:
