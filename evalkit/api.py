@@ -262,10 +262,6 @@ def score(
         if not ckpt.exists():
             raise EvalkitError(f"checkpoint not found: {ckpt}")
         prov = find_provenance(ckpt, Path(provenance) if provenance else None)
-        vocab = vocabulary_facts(ckpt, text_tokenizer.vocab_size)
-        warning = vocabulary_warning(ckpt, vocab)
-        if warning:
-            print(warning, file=sys.stderr)
     # Checked before the model loads: an unusable folder fails in seconds, not after the work.
     check_writable_folder(Path(out).parent if out is not None else Path("runs"), "run directory")
     cache = (
@@ -296,6 +292,11 @@ def score(
             cache.close()
         raise
     load_seconds = time.time() - t_load
+    if isinstance(backend, str):  # said once the weights are known to match the config
+        vocab = vocabulary_facts(ckpt, text_tokenizer.vocab_size)
+        warning = vocabulary_warning(ckpt, vocab)
+        if warning:
+            print(warning, file=sys.stderr)
 
     engine = Engine(model, cache, EngineOptions(truncation=truncation, progress=progress))
     t_run = time.time()

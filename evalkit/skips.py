@@ -48,6 +48,7 @@ class SuiteSkips:
     def __init__(self, strict: bool, echo: Callable[[str], None] | None = None) -> None:
         self.strict = strict
         self.skipped: list[SkippedTask] = []
+        self._errors: list[EvalkitError] = []
         self._said = 0
         self._echo = echo or (lambda line: print(line, file=sys.stderr))
 
@@ -57,6 +58,7 @@ class SuiteSkips:
         # The task is named beside the reason already.
         reason = str(error).removeprefix(f"task {task.name}: ")
         self.skipped.append(SkippedTask(task.name, task.family, reason))
+        self._errors.append(error)
 
     def to_manifest(self) -> list[dict[str, str]]:
         return [s.to_dict() for s in self.skipped]
@@ -65,6 +67,8 @@ class SuiteSkips:
         """Fail when every task was skipped (an empty run answers nothing; the error names
         every reason, in one line); else say the new skips, as the run goes on without them."""
         if not tasks:
+            if len({str(e) for e in self._errors}) == 1:
+                raise self._errors[-1]  # one cause (one task asked for): the error as it was
             reasons = "; ".join(f"{s.task}: {s.reason}" for s in self.skipped)
             raise EvalkitError(f"no task can run on this checkpoint ({reasons})")
         for s in self.skipped[self._said :]:

@@ -4,6 +4,7 @@ vocabulary padded beyond the tokenizer is scored as lm-eval scores it, but recor
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -236,3 +237,32 @@ def test_api_score_records_no_vocabulary_for_a_backend_object(tmp_path: Path) ->
         progress=False,
     )
     assert run.manifest["vocabulary"] is None
+
+
+@pytest.mark.parametrize(("key", "value"), [("vocab_size", 2048), ("hidden_size", 256)])
+def test_a_config_that_disagrees_with_its_weights_is_damage(
+    tmp_path: Path, key: str, value: int
+) -> None:
+    # The native decoder reads no shapes from its tensors: before, scoring ran on such a
+    # checkpoint and only generation (through transformers) failed, with a traceback.
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(TINY, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config[key] = value
+    (ckpt / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    proc = cli("score", ckpt, "--suite", "smoke", "--limit", "1", "--no-cache", "--out", out)
+    one_line_error(proc, "but config.json implies")
+    assert not out.exists()
+
+
+def test_native_shapes_match_the_bundled_checkpoint() -> None:
+    from safetensors.torch import load_file
+
+    from evalkit.backends.llama_native import native_config
+
+    shape, _ = native_config(TINY)
+    assert shape is not None
+    want = damage.native_shapes(shape)
+    weights = load_file(str(TINY / "model.safetensors"))
+    assert {n: tuple(t.shape) for n, t in weights.items()} == want  # positive control

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.hfconfig import ConfigView, read_config
+from evalkit.backends.llama_native import LlamaShape
 from evalkit.errors import DamagedModelError
 
 # Elements per isfinite slice: bounds the temporary boolean mask (64 MiB).
@@ -68,6 +69,44 @@ def check_finite_weights(model: Any, checkpoint: Path, dtype: str) -> None:
         f"damaged checkpoint {checkpoint}: weight {name} holds {count} non-finite value(s) "
         f"(NaN/inf){more}{hint}"
     )
+
+
+def native_shapes(shape: LlamaShape) -> dict[str, tuple[int, ...]]:
+    """Every weight's shape as the config states it (the native decoder reads no shapes from the
+    tensors, so a config that disagrees with its weights must be caught here)."""
+    h, v, i = shape.hidden_size, shape.vocab_size, shape.intermediate_size
+    q, kv = shape.n_heads * shape.head_dim, shape.n_kv_heads * shape.head_dim
+    out: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (v, h),
+        "model.norm.weight": (h,),
+        "lm_head.weight": (v, h),
+    }
+    for n in range(shape.n_layers):
+        p = f"model.layers.{n}."
+        out |= {
+            p + "input_layernorm.weight": (h,),
+            p + "post_attention_layernorm.weight": (h,),
+            p + "self_attn.q_proj.weight": (q, h),
+            p + "self_attn.k_proj.weight": (kv, h),
+            p + "self_attn.v_proj.weight": (kv, h),
+            p + "self_attn.o_proj.weight": (h, q),
+            p + "mlp.gate_proj.weight": (i, h),
+            p + "mlp.up_proj.weight": (i, h),
+            p + "mlp.down_proj.weight": (h, i),
+        }
+    return out
+
+
+def check_native_shapes(model: Any, shape: LlamaShape, checkpoint: Path) -> None:
+    """Raise DamagedModelError when a weight's shape is not the one config.json implies."""
+    want = native_shapes(shape)
+    for name, tensor in named_weights(model):
+        expected = want.get(name)
+        if expected is not None and tuple(tensor.shape) != expected:
+            raise DamagedModelError(
+                f"damaged checkpoint {checkpoint}: weight {name} has shape "
+                f"{list(tensor.shape)} but config.json implies {list(expected)}"
+            )
 
 
 class FiniteLogits:

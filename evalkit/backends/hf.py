@@ -17,7 +17,7 @@ from typing import Any
 
 from evalkit.backends.arch import ArchPlan, attn_implementation, native_plan, plan_for
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
-from evalkit.backends.damage import FiniteLogits, check_finite_weights
+from evalkit.backends.damage import FiniteLogits, check_finite_weights, check_native_shapes
 from evalkit.backends.guard import ParityGuard
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
@@ -189,6 +189,7 @@ class HFBackend:
         shape, self.native_refusal = native_config(path) if native else (None, "turned off")
         if shape is not None:
             model = load_native(path, shape, self._torch_dtype)
+            check_native_shapes(model, shape, path)
             self.plan = native_plan()
         else:
             model, self.plan = _load_transformers(path, self._torch_dtype, trust_remote_code)
@@ -653,6 +654,7 @@ def _load_transformers(
             trust_remote_code=trust_remote_code,
         )
     except Exception as exc:
+        # transformers puts its reason (e.g. a size mismatch report) above a generic last line.
         raise EvalkitError(f"cannot load weights from {path}: {_first_line(exc)}") from None
     missing = list(info.get("missing_keys", []))
     if missing:
