@@ -324,13 +324,15 @@ def test_a_plain_program_passes_only_if_it_runs_to_its_last_line() -> None:
         "os_exit_0": "import os\nos._exit(0)\n",
         "atexit_exits_0": "import atexit, os\natexit.register(os._exit, 0)\nassert False\n",
         "excepthook_exits_0": "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\nassert False\n",
-        "guessed_verdict": "import os\nfor fd in range(3, 20):\n    try:\n        os.write(fd, b'0' * 32)\n    except OSError:\n        pass\n",
+        "guessed_verdict_then_exit": (
+            "import os\nfor fd in range(3, 1024):\n    try:\n        os.write(fd, b'0' * 32)\n"
+            "    except OSError:\n        pass\nos._exit(0)\n"
+        ),
     }
     box = Sandbox(bwrap_isolation(), LIMITS)
     outcomes = box.run(["print('fine')\n", *exits.values()])
     assert outcomes[0].passed, outcomes[0]
     for name, o in zip(exits, outcomes[1:], strict=True):
-        # A write to the verdict descriptor spoils the verdict: tampering is a failure too.
         assert not o.passed and o.status in ("incomplete", "failed"), (name, o)
 
 
