@@ -21,6 +21,8 @@ VENV_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "vllm_real" / "check_engine.py"
 TOL = 1e-4
 SUITES = ("smoke", "transfer")
+# The first test pays for the engine start and both suites (minutes on a loaded 2-core box).
+pytestmark = pytest.mark.timeout(2400)
 
 
 def _engine_python() -> Path:

@@ -57,7 +57,7 @@ def _groups(tok: Any, window: int) -> dict[str, list[tuple[list[int], list[list[
             (long_ids[: window - 1], [long_ids[window - 1 : window + 1]]),
         ],
         # A rolling-style window: prefix token then a whole window of text.
-        "rolling": [([tok.prefix_token_id], long_ids[1 : window + 1])],
+        "rolling": [([tok.prefix_token_id], [long_ids[1 : window + 1]])],
     }
 
 
