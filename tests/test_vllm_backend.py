@@ -438,3 +438,11 @@ def test_many_choices_are_split_under_the_logprob_caps(
     want = hf.score([ScoringGroup(ctx, choices)])[0]
     for x, y in zip(got, want, strict=True):
         assert abs(x.logprob - y.logprob) < TOL and x.is_greedy == y.is_greedy
+
+
+def test_a_sweep_job_on_the_cpu_engine_asks_for_no_gpu() -> None:
+    from evalkit.sweep import default_gpus
+
+    assert default_gpus("vllm", "cpu") == 0.0
+    assert default_gpus("vllm", "auto") == 1.0 and default_gpus("hf", "cuda") == 1.0
+    assert default_gpus("hf", "cpu") == 0.0
