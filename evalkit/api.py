@@ -120,10 +120,8 @@ def load_backend(
     if backend == "vllm":
         from evalkit.backends.vllm import VLLMBackend, parse_options
 
-        if device not in ("auto", "cuda"):
-            raise EvalkitError(f"the vLLM backend runs on the GPU only, not on {device!r}")
         opts = parse_options(vllm_options, dtype)
-        return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer)
+        return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer, device=device)
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(
@@ -238,10 +236,6 @@ def score(
         check_device(device)
         text_tokenizer = load_tokenizer(ckpt, trust_remote_code)
         window = checkpoint_window(ckpt, text_tokenizer)
-        if backend == "vllm":
-            from evalkit.backends.vllm import parse_options, usable_window
-
-            window = usable_window(window, parse_options(vllm_options, dtype))
         tokenizer: TokenizerInfo = WindowedTokenizer(text_tokenizer, window)
     else:
         tokenizer = WindowedTokenizer(backend.tokenizer, backend.max_length)
@@ -310,8 +304,15 @@ def score(
     per_task: dict[str, list[ItemResult]] = {}
     scores: list[Score] = []
     truncated: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     for task in task_objs:
-        its = items[task.name]
+        # Items the backend could not feed at the model's window are left out, counted.
+        its = [
+            it for it in items[task.name] if not any(r.hash in result.skipped for r in it.requests)
+        ]
+        skipped[task.name] = len(items[task.name]) - len(its)
+        if not its:
+            raise EvalkitError(f"task {task.name}: the backend could score none of its items")
         responses = [responses_for(it, result.responses) for it in its]
         if isinstance(task, ExecutedTask):
             from evalkit.sandbox.scoring import score_executed
@@ -355,7 +356,10 @@ def score(
         "vocabulary": vocab,
         "hardware": _hardware(settings.get("device", "cpu")),
         "suite": suite_obj.name if suite_obj is not None else None,
-        "tasks": [_task_entry(t, items[t.name], truncated[t.name]) for t in task_objs],
+        "tasks": [
+            _task_entry(t, items[t.name], truncated[t.name]) | {"skipped_items": skipped[t.name]}
+            for t in task_objs
+        ],
         SKIPPED_TASKS: skips.to_manifest(),
         "limit": limit,
         "truncation": truncation,
@@ -370,6 +374,7 @@ def score(
             "reused": result.stats.reused,
             "computed": result.stats.computed,
             "truncated": result.stats.truncated,
+            "skipped": result.stats.skipped,
             "scored_tokens": result.stats.scored_tokens,
         },
         "timings": {

@@ -21,6 +21,7 @@ from typing import Literal
 
 from evalkit.backends.base import (
     Backend,
+    FeedLimited,
     GenerationJob,
     OnePassBackend,
     ScoringGroup,
@@ -63,6 +64,8 @@ class EngineStats:
     truncated: int
     scored_tokens: int
     generated_jobs: int
+    # Requests within the model's window that the backend cannot feed (never computed).
+    skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class EngineResult:
     responses: dict[str, Response]
     truncated: frozenset[str]
     stats: EngineStats
+    skipped: frozenset[str] = frozenset()
 
 
 class _Encoder:
@@ -136,6 +140,7 @@ class _Plan:
     units_of: dict[str, list[Unit]] = field(default_factory=dict)  # request hash -> units
     jobs: dict[str, GenerationJob] = field(default_factory=dict)
     truncated: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)
 
 
 class Engine:
@@ -223,7 +228,23 @@ class Engine:
                 )
             else:  # pragma: no cover - exhaustive over Request
                 raise TypeError(f"unknown request type {type(req).__name__}")
+        if isinstance(self.backend, FeedLimited) and self.backend.feed_limit < window:
+            self._skip_unfed(plan, self.backend.feed_limit)
         return plan
+
+    @staticmethod
+    def _skip_unfed(plan: _Plan, limit: int) -> None:
+        """Requests the model's window allows but the backend cannot feed are skipped whole
+        (their items are left out and counted), never cut: items must not depend on it."""
+        for h, units in list(plan.units_of.items()):
+            if any(len(c) + len(u) - 1 > limit for c, u in units):
+                plan.skipped.add(h)
+                del plan.units_of[h]
+        for h, job in list(plan.jobs.items()):
+            # The last new token is only predicted, never fed.
+            if len(job.prompt) + job.max_tokens - 1 > limit:
+                plan.skipped.add(h)
+                del plan.jobs[h]
 
     # -- running ------------------------------------------------------------------------
     def run(self, requests: Sequence[Request]) -> EngineResult:
@@ -231,7 +252,7 @@ class Engine:
         for r in requests:
             unique.setdefault(r.hash, r)
         plan = self._plan(unique)  # validates every length before any work is done
-        keys = {h: self._key(h, h in plan.truncated) for h in unique}
+        keys = {h: self._key(h, h in plan.truncated) for h in unique if h not in plan.skipped}
         responses: dict[str, Response] = {}
         if self.cache is not None:
             cached = self.cache.get_many(keys.values())
@@ -300,19 +321,25 @@ class Engine:
                 for jobs_batch in gen_batches:
                     finish_generation(jobs_batch, self.backend.generate([j for _, j in jobs_batch]))
 
-        missing = [h for h in unique if h not in responses]
+        missing = [h for h in unique if h not in responses and h not in plan.skipped]
         if missing:  # pragma: no cover - would be an engine bug
             raise RuntimeError(f"{len(missing)} requests were planned but never answered")
         stats = EngineStats(
             requests=len(requests),
             unique=len(unique),
             reused=reused,
-            computed=len(unique) - reused,
+            computed=len(unique) - reused - len(plan.skipped),
             truncated=len(plan.truncated),
             scored_tokens=scored_tokens,
             generated_jobs=len(missing_jobs),
+            skipped=len(plan.skipped),
         )
-        return EngineResult(responses=responses, truncated=frozenset(plan.truncated), stats=stats)
+        return EngineResult(
+            responses=responses,
+            truncated=frozenset(plan.truncated),
+            stats=stats,
+            skipped=frozenset(plan.skipped),
+        )
 
     def _store(
         self, done: dict[str, Response], keys: dict[str, str], responses: dict[str, Response]

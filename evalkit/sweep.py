@@ -435,8 +435,9 @@ def _validate(options: SweepOptions) -> None:
 
 
 def default_gpus(backend: str, device: str) -> float:
-    """GPUs a job asks for when not told: one for a GPU backend or device, none otherwise."""
-    return 1.0 if backend == "vllm" or device.startswith("cuda") else 0.0
+    """GPUs a job asks for when not told: one for a GPU backend or device, none otherwise
+    (vLLM's CPU build with `--device cpu` needs none)."""
+    return 1.0 if (backend == "vllm" and device != "cpu") or device.startswith("cuda") else 0.0
 
 
 # -- gating ---------------------------------------------------------------------------------

