@@ -428,8 +428,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 tokenizer,
                 dest,
                 dtype=args.save_dtype,
+                # One run name for all of a run's checkpoints: trajectories group by it.
                 prov=provenance(
-                    run if step == args.steps else f"{run}-step{step:05d}",
+                    run,
                     step,
                     maker.tokens,
                     parent,
