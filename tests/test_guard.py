@@ -30,7 +30,7 @@ def _guard(dtype: str = "float32", enabled: bool = True) -> ParityGuard:
         dtype=dtype,
         architecture="toy",
         path="packed",
-        reference=lambda ctx, cont: [-1.0] * len(cont),
+        reference=lambda g: [[-1.0] * len(c) for c in g.continuations],
         reference_name="constant",
     )
 

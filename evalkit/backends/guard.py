@@ -3,7 +3,8 @@
 The first scoring batches of a run (its own requests) are scored the fast way (packed tree
 masks, prefix reuse, padding, batching) and then, for a small fixed sample of their groups,
 again through the model's plain unpacked forward: one sequence per (context, continuation), no
-mask, no position ids, batch of one. The largest difference goes into the manifest; over the
+packing, no position ids, the model's own masks (a group's continuations share one
+right-padded batch, which leaves every real position of a causal model untouched). The largest difference goes into the manifest; over the
 tolerance the run stops with one line (exit 2) before that batch is stored.
 
 Tolerances: fp32, 1e-4 nats per continuation (packed and plain differ only in reduction order,
@@ -27,8 +28,8 @@ SAMPLE_GROUPS = 8
 TOLERANCE = {"float32": 1e-4, "bfloat16": 0.25, "float16": 0.05}
 PER_TOKEN = {"float32": False, "bfloat16": True, "float16": True}
 
-# (context, continuation) -> per-token log-probs of the continuation by the plain forward.
-Reference = Callable[[tuple[int, ...], tuple[int, ...]], Sequence[float]]
+# A group -> per continuation, its per-token log-probs by the plain forward.
+Reference = Callable[[ScoringGroup], Sequence[Sequence[float]]]
 
 
 def sample(groups: Sequence[ScoringGroup], k: int) -> list[int]:
@@ -124,8 +125,8 @@ class ParityGuard:
         want = SAMPLE_GROUPS - self._groups
         for i in sample(groups, want):
             g = groups[i]
-            for cont, fast in zip(g.continuations, results[i], strict=True):
-                plain = list(self._reference(g.context, cont))
+            plains = self._reference(g)
+            for cont, fast, plain in zip(g.continuations, results[i], plains, strict=True):
                 if self.per_token:
                     diff = max(abs(a - b) for a, b in zip(fast.token_logprobs, plain, strict=True))
                 else:

@@ -217,9 +217,9 @@ class HFBackend:
             path=self.plan.path,
             reference=self._plain_logprobs,
             reference_name=(
-                "native decoder, one unpacked row"
+                "native decoder, unpacked rows"
                 if self.plan.path == "native"
-                else f"transformers forward ({self.plan.attn_implementation}), one unpacked row"
+                else f"transformers forward ({self.plan.attn_implementation}), unpacked rows"
             ),
         )
 
@@ -284,23 +284,46 @@ class HFBackend:
         """The parity guard's outcome, for the manifest."""
         return self.guard.report().to_dict()
 
-    def _plain_logprobs(self, context: tuple[int, ...], cont: tuple[int, ...]) -> list[float]:
-        """Per-token log-probs of `cont` by the model's own plain forward of the one sequence
-        (context + continuation, less its last token): no mask, no position ids, no cache."""
+    def _plain_logprobs(self, group: ScoringGroup) -> list[list[float]]:
+        """Per-token log-probs of each continuation by the model's own plain forward of its
+        sequence (context + continuation, less its last token): no packing, no position ids,
+        no cache; a group's rows right-padded into one batch under the model's own masks."""
         import torch
 
-        ids = torch.tensor([(list(context) + list(cont))[:-1]], device=self.device)
-        n = len(cont)
+        rows = [(list(group.context) + list(c))[:-1] for c in group.continuations]
+        width = max(len(r) for r in rows)
+        pad = self._tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            attn[i, : len(r)] = 1
+        ids, attn = ids.to(self.device), attn.to(self.device)
+        n_ctx = len(group.context)
+        out: list[list[float]] = []
         if self.plan.path == "native":
+            # Causal attention: right padding never reaches a real position.
             hidden = self._decoder(input_ids=ids).last_hidden_state
-            cols = list(range(len(context) - 1, ids.shape[1]))
-            return self._token_scores(hidden, [0] * n, cols, list(cont))[0]
+            for i, c in enumerate(group.continuations):
+                cols = list(range(n_ctx - 1, n_ctx - 1 + len(c)))
+                out.append(self._token_scores(hidden, [i] * len(c), cols, list(c))[0])
+            return out
+        # The full model forward (its own head, scaling and softcapping), not the backend's.
+        # Logits only from the first scored position on (every row's continuation starts
+        # there), where the model takes `logits_to_keep` as indices.
+        keep = torch.arange(n_ctx - 1, width, device=self.device)
         try:
-            logits = self.model(input_ids=ids, logits_to_keep=n).logits[0, -n:]
-        except TypeError:  # a model without logits_to_keep
-            logits = self.model(input_ids=ids).logits[0, -n:]
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        return logprobs[torch.arange(n), torch.tensor(cont, device=self.device)].tolist()
+            logits = self.model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits
+            start = 0
+        except TypeError:
+            logits = self.model(input_ids=ids, attention_mask=attn).logits
+            start = n_ctx - 1
+        for i, c in enumerate(group.continuations):
+            picked = logits[i, start : start + len(c)].float()
+            logprobs = torch.log_softmax(picked, dim=-1)
+            target = torch.tensor(c, device=self.device)
+            out.append(logprobs[torch.arange(len(c), device=self.device), target].tolist())
+        return out
 
     def _score(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
         results: list[tuple[TokenScore, ...] | None] = [None] * len(groups)
