@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,10 @@ def _wandb_history(root: Path) -> list[dict[str, Any]]:
     from wandb.sdk.internal.datastore import DataStore
 
     (path,) = glob.glob(str(root / "wandb" / "offline-run-*" / "run-*.wandb"))
+    # W&B's service process may still be flushing the file after finish() on a loaded machine.
+    deadline = time.monotonic() + 60
+    while Path(path).stat().st_size < 7 and time.monotonic() < deadline:
+        time.sleep(0.5)
     store = DataStore()
     store.open_for_scan(path)
     rows = []
