@@ -98,3 +98,16 @@ def test_evalkit_places_the_change_where_training_saw_it(
     values = list(t["value"])
     jumps = [b - a for a, b in pairwise(values)]
     assert jumps.index(max(jumps)) == expected, (steps, values, train_jumps)
+
+
+def test_report_over_the_emergence_runs_shows_the_trajectory(
+    runs: dict[str, tuple[Path, object]], tmp_path: Path
+) -> None:
+    order = [runs[p.name][0] for p in _steps()]
+    evalkit.make_report(*order, out=tmp_path / "report", resamples=50)
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert (tmp_path / "report" / "plots" / "trajectories_copy_acc.png").is_file()
+    traj = md.split("## Trajectories over training", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in traj.splitlines() if line.startswith("| `step-")]
+    assert [r.split("`")[1] for r in rows] == [p.name for p in _steps()]
+    assert "tokens seen" in traj  # the x axis is read from provenance, not the run order
