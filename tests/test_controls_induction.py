@@ -51,11 +51,29 @@ def _copy_acc(run: object) -> object:
     )
 
 
+def _random_init_like(src: Path, out: Path) -> Path:
+    """`src`'s config and tokenizer with fresh weights: the same shape, never trained."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and f.suffix != ".safetensors" and f.name != "provenance.yaml":
+            shutil.copy(f, out / f.name)
+    torch.manual_seed(1)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(src)).save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
     """Checkpoint name -> (run directory, its copy_acc score)."""
     tmp = tmp_path_factory.mktemp("induction")
-    return {c.name: (tmp / c.name, _copy_acc(_score(c, tmp / c.name))) for c in [TINY, *_steps()]}
+    fresh = _random_init_like(_steps()[-1], tmp / "ckpt" / "random-init")
+    ckpts = [TINY, fresh, *_steps()]
+    return {c.name: (tmp / c.name, _copy_acc(_score(c, tmp / c.name))) for c in ckpts}
 
 
 def test_bundle_spans_the_phase_change() -> None:
@@ -76,6 +94,17 @@ def test_final_checkpoint_copies_and_tiny_base_does_not(
     assert base.value <= 0.02, base  # type: ignore[attr-defined]
     # the intervals are far apart, not merely the point estimates
     assert final.ci_low > base.ci_high + 0.5  # type: ignore[attr-defined]
+
+
+def test_random_init_of_the_same_shape_copies_nothing(
+    runs: dict[str, tuple[Path, object]],
+) -> None:
+    # the negative control for this shape: the copying is learned, not an artefact of the
+    # architecture (tied embeddings) or of the probe
+    fresh = runs["random-init"][1]
+    assert fresh.value <= 0.02, fresh  # type: ignore[attr-defined]
+    final = runs[_steps()[-1].name][1]
+    assert final.ci_low > fresh.ci_high + 0.5  # type: ignore[attr-defined]
 
 
 def test_evalkit_places_the_change_where_training_saw_it(
