@@ -184,6 +184,16 @@ def design_effect(values: Any, clusters: Sequence[Any] | None) -> float:
     return float(max(1.0, (clus / iid) ** 2))
 
 
+def _item_values(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Per-item values as floats; none at all or a NaN among them is an error."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("cannot compute a confidence interval over no items")
+    if np.isnan(x).any():
+        raise ValueError("a per-item metric is NaN")
+    return x
+
+
 def mean_interval(
     values: Sequence[float] | np.ndarray,
     clusters: Sequence[Any] | None = None,
@@ -199,11 +209,7 @@ def mean_interval(
     effective n = n / design effect. Anything else: the studentized (cluster) bootstrap.
     `binary=False` forces the continuous method (a continuous metric that happens to be 0/1).
     """
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("cannot compute a confidence interval over no items")
-    if np.isnan(x).any():
-        raise ValueError("a per-item metric is NaN")
+    x = _item_values(values)
     value = float(x.mean())
     n = int(x.size)
     if not np.isfinite(x).all():
@@ -250,11 +256,7 @@ def percentile_mean_ci(
 ) -> Interval:
     """The percentile bootstrap of the mean (what every score used before; kept as the
     reference the coverage tests show failing at 0 and 1)."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("cannot compute a confidence interval over no items")
-    if np.isnan(x).any():
-        raise ValueError("a per-item metric is NaN")
+    x = _item_values(values)
     value = float(x.mean())
     if x.size == 1:
         return Interval(value, value, value, 1)
