@@ -885,6 +885,13 @@ def attribution(ctx: ReportContext) -> Section:
     return attribution_section(list(ctx.runs), list(ctx.labels), ctx.plots)
 
 
+def changes(ctx: ReportContext) -> Section:
+    """Task trajectories and the largest change of each metric (`evalkit.report.changes`)."""
+    from evalkit.report.changes import changes as changes_section
+
+    return changes_section(ctx)
+
+
 SECTIONS: tuple[SectionFn, ...] = (
     header,
     families,
@@ -894,6 +901,7 @@ SECTIONS: tuple[SectionFn, ...] = (
     multilingual,
     code,
     trajectories,
+    changes,
     deltas,
     attribution,
 )
