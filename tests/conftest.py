@@ -74,3 +74,12 @@ def tiny_base() -> Path:
     if not (TINY_BASE / "config.json").exists():
         pytest.fail(f"bundled checkpoint missing at {TINY_BASE}")
     return TINY_BASE
+
+
+@pytest.fixture(scope="session")
+def emergence(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """`evalkit sweep` + `evalkit report` over the induction-control checkpoints, once a session
+    (tests/emergence.py)."""
+    from emergence import run_emergence
+
+    return run_emergence(tmp_path_factory.mktemp("emergence"))

@@ -3,58 +3,53 @@
 `examples/checkpoints/induction-control/step-*` are intermediate checkpoints of one run of
 `examples/train_induction.py` (a 2-layer tiny Llama trained on BOS + r + r). Its log
 (`train_log.json`, held-out copy accuracy every few steps) shows the induction phase change
-between two of them; evalkit, scoring the same checkpoints through the shipped `icl_induction`
-task, must (a) give the last one copy accuracy far above tiny-base's, (b) give tiny-base about
-none, and (c) place the largest jump between the same two checkpoints, in the trajectory it
-reads back from the runs (steps and tokens seen from provenance)."""
+between two of them. evalkit, through `evalkit sweep` and `evalkit report` exactly as a user
+runs them (tests/emergence.py), must (a) give the last one copy accuracy far above tiny-base's
+and a random init's, (b) order the runs and place them on the training axis by the step and
+tokens seen in each checkpoint's `provenance.yaml`, and (c) place the largest jump between the
+same two checkpoints as the log, with disjoint CIs, in the report. Negative controls: the same
+weights with their provenance shuffled, and a log altered to put the jump elsewhere, must each
+make check (c) fail."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from emergence import CONTROL, LIMIT, METRIC, Emergence, step_checkpoints
 
 import evalkit
-from evalkit.catalog import trajectory
+from evalkit.analysis.changepoint import Point, summarize_changes
+from evalkit.catalog import query, trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTROL = ROOT / "examples" / "checkpoints" / "induction-control"
 TINY = ROOT / "examples" / "checkpoints" / "tiny-base"
-LIMIT = 8
 
 
-def _steps() -> list[Path]:
-    return sorted(p for p in CONTROL.glob("step-*") if p.is_dir())
+def _log() -> list[dict[str, Any]]:
+    return list(json.loads((CONTROL / "train_log.json").read_text()))
 
 
-def _score(ckpt: Path, out: Path) -> object:
-    return evalkit.score(
-        ckpt,
-        tasks=["icl_induction"],
-        backend="hf",
-        device="cpu",
-        dtype="float32",
-        out=out,
-        use_cache=False,
-        progress=False,
-        limit=LIMIT,
-    )
+def _provenance(ckpt: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load((ckpt / "provenance.yaml").read_text())["checkpoint"])
 
 
-def _copy_acc(run: object) -> object:
-    return next(
-        s
-        for s in run.scores  # type: ignore[attr-defined]
-        if s.task == "icl_induction" and s.metric == "copy_acc"
-    )
+def _copy_acc(run: Path) -> Any:
+    import pandas as pd
+
+    s = pd.read_parquet(run / "scores.parquet")
+    row = s[(s.task == METRIC[0]) & (s.metric == METRIC[1])]
+    assert len(row) == 1, run
+    return row.iloc[0]
 
 
 def _random_init_like(src: Path, out: Path) -> Path:
     """`src`'s config and tokenizer with fresh weights: the same shape, never trained."""
-    import shutil
-
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -67,76 +62,151 @@ def _random_init_like(src: Path, out: Path) -> Path:
     return out
 
 
+def _score(ckpt: Path, out: Path, cache: Path) -> Path:
+    return Path(
+        evalkit.score(
+            ckpt,
+            tasks=[METRIC[0]],
+            backend="hf",
+            device="cpu",
+            dtype="float32",
+            out=out,
+            cache_dir=cache,
+            progress=False,
+            limit=LIMIT,
+        ).path
+    )
+
+
+def placed_change(runs: list[Path]) -> tuple[int, int, bool]:
+    """Where evalkit puts the largest copy_acc change among these runs: (step before, step
+    after, CIs disjoint), the steps and the axis (tokens seen) read from the runs' provenance."""
+    t = trajectory(runs, level="task", metrics=[METRIC[1]], names=[METRIC[0]])
+    points = [
+        Point(str(r.step), float(r.tokens_seen), float(r.value), float(r.ci_low), float(r.ci_high))
+        for r in t.itertuples(index=False)
+    ]
+    big = summarize_changes(points).largest
+    assert big is not None
+    return int(big.before.label), int(big.after.label), big.disjoint
+
+
+def logged_change(log: list[dict[str, Any]]) -> tuple[int, int]:
+    """Between which two committed checkpoints the training log's copy accuracy jumps most."""
+    by_step = {row["step"]: row["copy_acc"] for row in log}
+    steps = [int(p.name.split("-")[1]) for p in step_checkpoints()]
+    jumps = [by_step[b] - by_step[a] for a, b in pairwise(steps)]
+    i = jumps.index(max(jumps))
+    return steps[i], steps[i + 1]
+
+
+def check_change(placed: tuple[int, int, bool], log: list[dict[str, Any]]) -> None:
+    """The check itself: evalkit's change is the log's, and its two CIs are disjoint."""
+    assert placed[:2] == logged_change(log), (placed, logged_change(log))
+    assert placed[2], f"CIs overlap at {placed}"
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
-    """Checkpoint name -> (run directory, its copy_acc score)."""
-    tmp = tmp_path_factory.mktemp("induction")
-    fresh = _random_init_like(_steps()[-1], tmp / "ckpt" / "random-init")
-    ckpts = [TINY, fresh, *_steps()]
-    return {c.name: (tmp / c.name, _copy_acc(_score(c, tmp / c.name))) for c in ckpts}
+def baselines(emergence: Emergence, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """copy_acc of tiny-base and of a random init of the control's shape (evalkit.score)."""
+    tmp = tmp_path_factory.mktemp("induction-baselines")
+    fresh = _random_init_like(step_checkpoints()[-1], tmp / "ckpt" / "random-init")
+    return {
+        c.name: _copy_acc(_score(c, tmp / "runs" / c.name, emergence.cache)) for c in (TINY, fresh)
+    }
+
+
+def _runs(emergence: Emergence) -> list[Path]:
+    return [Path(j["run"]) for j in emergence.sweep["jobs"]]
 
 
 def test_bundle_spans_the_phase_change() -> None:
-    steps = _steps()
+    steps = step_checkpoints()
     assert len(steps) >= 6
-    log = json.loads((CONTROL / "train_log.json").read_text())
-    by_step = {row["step"]: row["copy_acc"] for row in log}
+    by_step = {row["step"]: row["copy_acc"] for row in _log()}
     accs = [by_step[int(p.name.split("-")[1])] for p in steps]
     assert accs[0] < 0.05 and accs[-1] > 0.9  # before and after, per the training log
 
 
-def test_final_checkpoint_copies_and_tiny_base_does_not(
-    runs: dict[str, tuple[Path, object]],
+def test_sweep_reads_step_and_tokens_seen_from_provenance(emergence: Emergence) -> None:
+    jobs = emergence.sweep["jobs"]
+    assert emergence.sweep["exit_code"] == 0 and [j["status"] for j in jobs] == ["done"] * 7
+    prov = {p.name: _provenance(p) for p in step_checkpoints()}
+    assert [j["name"] for j in jobs] == sorted(prov), "jobs run in training order"
+    assert [j["step"] for j in jobs] == [prov[j["name"]]["step"] for j in jobs]
+    rows = query("SELECT name, step, tokens_seen FROM runs ORDER BY step", emergence.runs)
+    got = {r["name"]: (r["step"], r["tokens_seen"]) for r in rows.records()}
+    assert got == {n: (p["step"], p["tokens_seen"]) for n, p in prov.items()}
+
+
+def test_final_checkpoint_copies_and_baselines_do_not(
+    emergence: Emergence, baselines: dict[str, Any]
 ) -> None:
-    final = runs[_steps()[-1].name][1]
-    base = runs["tiny-base"][1]
-    assert final.value >= 0.8, final  # type: ignore[attr-defined]
-    assert base.value <= 0.02, base  # type: ignore[attr-defined]
-    # the intervals are far apart, not merely the point estimates
-    assert final.ci_low > base.ci_high + 0.5  # type: ignore[attr-defined]
+    final = _copy_acc(_runs(emergence)[-1])
+    assert final.value >= 0.8, final
+    for name, base in baselines.items():
+        # tiny-base never learned to copy; the random init shows the copying is learned, not
+        # an artefact of the architecture (tied embeddings) or of the probe
+        assert base.value <= 0.02, (name, base)
+        assert final.ci_low > base.ci_high + 0.5, (name, final, base)  # intervals far apart
 
 
-def test_random_init_of_the_same_shape_copies_nothing(
-    runs: dict[str, tuple[Path, object]],
+def test_evalkit_places_the_change_where_training_saw_it(emergence: Emergence) -> None:
+    placed = placed_change(_runs(emergence))
+    assert placed == (350, 450, True)
+    check_change(placed, _log())
+
+
+def test_the_check_fails_on_a_log_that_puts_the_jump_elsewhere(emergence: Emergence) -> None:
+    altered = [dict(r, copy_acc=0.9) if r["step"] >= 250 else r for r in _log()]
+    assert logged_change(altered) == (150, 250)
+    with pytest.raises(AssertionError):
+        check_change(placed_change(_runs(emergence)), altered)
+
+
+def test_the_check_fails_on_checkpoints_whose_provenance_is_shuffled(
+    emergence: Emergence, tmp_path: Path
 ) -> None:
-    # the negative control for this shape: the copying is learned, not an artefact of the
-    # architecture (tied embeddings) or of the probe
-    fresh = runs["random-init"][1]
-    assert fresh.value <= 0.02, fresh  # type: ignore[attr-defined]
-    final = runs[_steps()[-1].name][1]
-    assert final.ci_low > fresh.ci_high + 0.5  # type: ignore[attr-defined]
+    """The same weights, each given another checkpoint's step and tokens seen (the order
+    reversed): evalkit must follow the provenance, so the change moves and the check fails."""
+    ckpts = step_checkpoints()
+    provs = [_provenance(p) for p in ckpts]
+    runs = []
+    for src, fake in zip(ckpts, reversed(provs), strict=True):
+        dst = tmp_path / "ckpt" / src.name
+        shutil.copytree(src, dst)
+        full = yaml.safe_load((src / "provenance.yaml").read_text())
+        full["checkpoint"].update(step=fake["step"], tokens_seen=fake["tokens_seen"])
+        (dst / "provenance.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+        runs.append(_score(dst, tmp_path / "runs" / src.name, emergence.cache))
+    placed = placed_change(runs)
+    assert placed[:2] != (350, 450), placed
+    with pytest.raises(AssertionError):
+        check_change(placed, _log())
 
 
-def test_evalkit_places_the_change_where_training_saw_it(
-    runs: dict[str, tuple[Path, object]],
+def test_report_over_the_sweep_states_the_change_against_tokens_seen(
+    emergence: Emergence,
 ) -> None:
-    log = json.loads((CONTROL / "train_log.json").read_text())
-    by_step = {row["step"]: row["copy_acc"] for row in log}
-    steps = [int(p.name.split("-")[1]) for p in _steps()]
-    train_jumps = [by_step[b] - by_step[a] for a, b in pairwise(steps)]
-    expected = train_jumps.index(max(train_jumps))
-
-    t = trajectory(
-        [runs[p.name][0] for p in _steps()],
-        level="task",
-        metrics=["copy_acc"],
-        names=["icl_induction"],
-    )
-    assert list(t["step"]) == steps  # ordered by the provenance's step
-    assert list(t["tokens_seen"]) == sorted(t["tokens_seen"]) and t["tokens_seen"].iloc[0] > 0
-    values = list(t["value"])
-    jumps = [b - a for a, b in pairwise(values)]
-    assert jumps.index(max(jumps)) == expected, (steps, values, train_jumps)
-
-
-def test_report_over_the_emergence_runs_shows_the_trajectory(
-    runs: dict[str, tuple[Path, object]], tmp_path: Path
-) -> None:
-    order = [runs[p.name][0] for p in _steps()]
-    evalkit.make_report(*order, out=tmp_path / "report", resamples=50)
-    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
-    assert (tmp_path / "report" / "plots" / "trajectories_copy_acc.png").is_file()
+    md = (emergence.report / "report.md").read_text(encoding="utf-8")
+    assert (emergence.report / "plots" / "changes_copy_acc.png").is_file()
+    sec = md.split("## Largest changes over training", 1)[1].split("\n## ", 1)[0]
+    line = next(x for x in sec.splitlines() if x.startswith("Largest change in icl_induction"))
+    assert "between `step-00350`" in line and "and `step-00450`" in line, line
+    assert "training tokens seen" in line and "are disjoint" in line, line
     traj = md.split("## Trajectories over training", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in traj.splitlines() if line.startswith("| `step-")]
-    assert [r.split("`")[1] for r in rows] == [p.name for p in _steps()]
+    rows = [x for x in traj.splitlines() if x.startswith("| `step-")]
+    assert [r.split("`")[1] for r in rows] == [p.name for p in step_checkpoints()]
     assert "tokens seen" in traj  # the x axis is read from provenance, not the run order
+
+
+def test_few_shot_slope_stays_flat_on_a_model_trained_on_random_tokens(
+    emergence: Emergence,
+) -> None:
+    """Not a claim that the slope appears: these checkpoints never saw prose or arithmetic,
+    so icl_fewshot_curve's slope must show no gain at any step (docs/controls.md)."""
+    t = trajectory(_runs(emergence), level="task", metrics=["slope_log2k"])
+    assert len(t) == 7
+    assert (t["value"].abs() <= 0.1).all() and (t["ci_low"] <= 0).all(), t
+    md = (emergence.report / "report.md").read_text(encoding="utf-8")
+    assert "| icl_fewshot_curve | slope_log2k |" in md
