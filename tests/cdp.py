@@ -57,6 +57,7 @@ class PageLoad:
     exceptions: list[str] = field(default_factory=list)
     log_errors: list[str] = field(default_factory=list)
     screenshot: bytes = b""
+    clipped: bytes = b""  # the element `clip` selects, alone (empty when not asked)
     evaluated: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,7 +113,13 @@ class _Session:
 
 
 def open_page(
-    chromium: str, url: str, profile: Path, *, width: int = 1200, expressions: dict[str, str]
+    chromium: str,
+    url: str,
+    profile: Path,
+    *,
+    width: int = 1200,
+    expressions: dict[str, str],
+    clip: str | None = None,
 ) -> PageLoad:
     from websockets.sync.client import connect
 
@@ -167,6 +174,23 @@ def open_page(
             )
             shot = s.call("Page.captureScreenshot", {"format": "png"}, session=sid)
             out.screenshot = base64.b64decode(shot["data"])
+            if clip is not None:
+                box = s.call(
+                    "Runtime.evaluate",
+                    {
+                        "expression": f"(() => {{ const r = document.querySelector("
+                        f"{json.dumps(clip)}).getBoundingClientRect(); return [r.x, r.y + "
+                        "window.scrollY, r.width, r.height]; })()",
+                        "returnByValue": True,
+                    },
+                    session=sid,
+                )["result"]["value"]
+                x, y, w, h = box
+                area = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
+                part = s.call(
+                    "Page.captureScreenshot", {"format": "png", "clip": area}, session=sid
+                )
+                out.clipped = base64.b64decode(part["data"])
             _collect(s.events, out)
             return out
     finally:

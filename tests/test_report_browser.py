@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cdp import ensure_chromium, open_page
+from emergence import Emergence
 from report_checks import assert_png
 
 import evalkit
@@ -92,3 +93,38 @@ def test_the_browser_check_catches_what_it_must(chromium: str, tmp_path: Path) -
     assert "console.error: boom" in text
     assert page.exceptions
     assert any(u.endswith("missing.png") for u in page.requests)
+
+
+def test_emergence_report_shows_the_change_in_chromium(
+    chromium: str, emergence: Emergence, tmp_path: Path
+) -> None:
+    """The report over the induction-control sweep (tests/emergence.py): the task trajectory
+    against tokens seen and the sentence placing the change are on the rendered page; the
+    whole page and the section alone are kept as screenshots."""
+    index = emergence.report / "index.html"
+    page = open_page(
+        chromium,
+        index.resolve().as_uri(),
+        tmp_path / "profile",
+        expressions={
+            "plot": "Array.from(document.querySelectorAll('#changes img')).filter(i => "
+            "i.alt.includes('copy_acc trajectories against training tokens seen') && "
+            "i.complete && i.naturalWidth > 0).length",
+            "text": "document.querySelector('#changes').innerText",
+        },
+        clip="#changes",
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report_emergence.png"
+    shot.write_bytes(page.screenshot)
+    section = ARTIFACTS / "report_emergence_changes.png"
+    section.write_bytes(page.clipped)
+    print(f"screenshots: {shot}, {section}")
+    assert not page.problems, page.problems
+    assert page.evaluated["plot"] == 1
+    text = page.evaluated["text"]
+    assert "Largest change in icl_induction copy_acc: between step-00350" in text, text
+    assert "and step-00450" in text and "are disjoint" in text, text
+    assert assert_png(shot)[1] > 2000
+    width, height = assert_png(section)
+    assert width > 600 and height > 400  # the section with its plot, not an empty box
