@@ -4,7 +4,8 @@ metric jumped most between consecutive checkpoints (`evalkit.analysis.changepoin
 The family trajectories cover only metrics a family's tasks share; this section reads every
 task's own rows through the run catalog, so a suite whose tasks report different metrics (an
 induction probe beside a few-shot curve) still gets its trajectories. The training axis is the
-one the family trajectories use: tokens seen from provenance, else the step, else run order.
+one the family trajectories use: tokens seen from provenance, else the step; runs with neither
+(a base vs chat comparison) are no training series, and the section leaves them to Paired deltas.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.sections import (
     _ITEM_METRICS,
+    FAMILY_PREFIX,
     ReportContext,
     _position,
     _slug,
@@ -34,7 +36,7 @@ def _metrics(ctx: ReportContext) -> list[tuple[str, str, bool]]:
     summary metrics (unbracketed and not a per-item multiple-choice metric)."""
     by_task: dict[str, list[Any]] = {}
     for r in rows(ctx.focus):
-        if not r.task.startswith("family:"):
+        if not r.task.startswith(FAMILY_PREFIX):
             by_task.setdefault(r.task, []).append(r)
     out: list[tuple[str, str, bool]] = []
     for task, rs in by_task.items():
@@ -55,6 +57,12 @@ def changes(ctx: ReportContext) -> Section:
     from evalkit.catalog import trajectory
 
     axis, xs = _position(ctx)
+    if axis.startswith("run"):  # e.g. base vs chat: not a training series; see Paired deltas
+        return absent(
+            "changes",
+            TITLE,
+            "The runs have no distinct training position (provenance tokens seen or step).",
+        )
     keys = {str(r.path.resolve()): i for i, r in enumerate(ctx.runs)}
     found: dict[tuple[str, str], list[Point]] = {}
     for t in trajectory([r.path for r in ctx.runs], level="task").itertuples(index=False):
@@ -84,8 +92,6 @@ def changes(ctx: ReportContext) -> Section:
     for t, m, is_primary in wanted:
         if is_primary:
             by_metric.setdefault(m, []).append(t)
-    ordinal = axis.startswith("run")
-    order = sorted(range(len(ctx.runs)), key=lambda i: xs[i])
     for metric, tasks in by_metric.items():
         series = []
         for t in tasks:
@@ -105,8 +111,6 @@ def changes(ctx: ReportContext) -> Section:
             series=series,
             xlabel=axis,
             ylabel=unit(metric),
-            xticks=[xs[i] for i in order] if ordinal else None,
-            xticklabels=[ctx.labels[i] for i in order] if ordinal else None,
         )
         blocks.append(Figure(path, f"task {metric} trajectories against {axis}"))
     head = ("task", "metric", "largest change", "before [CI]", "after [CI]", "Δ", "CIs disjoint")
