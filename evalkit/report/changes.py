@@ -73,7 +73,7 @@ def changes(ctx: ReportContext) -> Section:
     wanted = [(t, m, p) for t, m, p in _metrics(ctx) if len(found.get((t, m), ())) >= 2]
     if not wanted:
         return absent("changes", TITLE, "No task metric is in two or more of these runs.")
-    level = ctx.options.level
+    level = 0.95  # the runs' stored score intervals; ctx.options.level is the deltas'
     blocks: list[Any] = [
         Text(
             f"For each task metric, the largest jump between consecutive checkpoints along "
