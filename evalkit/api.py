@@ -121,7 +121,9 @@ def load_backend(
         from evalkit.backends.vllm import VLLMBackend, parse_options
 
         opts = parse_options(vllm_options, dtype)
-        return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer, device=device)
+        return VLLMBackend(
+            checkpoint, options=opts, tokenizer=tokenizer, device=device, guard=guard
+        )
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(
