@@ -33,7 +33,11 @@ from evalkit.backends.base import ScoringGroup, TokenScore
 from evalkit.backends.guard import TOLERANCE, ParityGuard
 from evalkit.errors import EvalkitError
 
-VLLM_TOLERANCE = {"float32": 1e-3, "bfloat16": TOLERANCE["bfloat16"], "float16": TOLERANCE["float16"]}
+VLLM_TOLERANCE = {
+    "float32": 1e-3,
+    "bfloat16": TOLERANCE["bfloat16"],
+    "float16": TOLERANCE["float16"],
+}
 # Weights on disk above this are not loaded a second time on the host for the guard.
 DEFAULT_MAX_GIB = 4.0
 
