@@ -121,7 +121,9 @@ def load_backend(
         from evalkit.backends.vllm import VLLMBackend, parse_options
 
         opts = parse_options(vllm_options, dtype)
-        return VLLMBackend(checkpoint, options=opts, tokenizer=tokenizer, device=device)
+        return VLLMBackend(
+            checkpoint, options=opts, tokenizer=tokenizer, device=device, guard=guard
+        )
     from evalkit.backends.hf import HFBackend
 
     return HFBackend(
@@ -179,7 +181,8 @@ def score(
     `haystack` is a text file that the needle-in-a-haystack tasks use as their filler.
     A task that cannot run on this checkpoint is skipped with its reason (manifest
     `skipped_tasks`, see `evalkit.skips`); `strict_suite=True` makes that an error instead.
-    `guard=False` skips the HF backend's parity guard (docs/backends.md); the manifest says so.
+    `guard=False` skips the parity guard (HF and vLLM backends, docs/backends.md); the manifest
+    says so.
     `checkpoint` may be a hub id `ORG/NAME[@REVISION]` (or `revision=`), resolved through the
     Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
     `num_fewshot`, `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options

@@ -252,6 +252,8 @@ class VLLMValidationError(Exception):
 
 class LLM:
     platform = "cuda"
+    # Added to every log-prob the fake returns: a damaged engine, for the guard's negative control.
+    logprob_shift = 0.0
 
     def __init__(self, model: str, **engine_args: Any) -> None:
         self.engine_args = {"model": model, **engine_args}
@@ -267,6 +269,11 @@ class LLM:
         self.calls: list[list[Any]] = []  # the SamplingParams of every generate call
         self.prompts_seen: list[Any] = []
         self._next_id = 0
+        # vLLM's LLM.llm_engine.model_config: the architecture vLLM resolved and its dtype.
+        arch = (getattr(self._e.model.config, "architectures", None) or ["?"])[0]
+        self.llm_engine = types.SimpleNamespace(
+            model_config=types.SimpleNamespace(architecture=arch, dtype=torch.float32)
+        )
 
     def generate(
         self, prompts: Any, sampling_params: Any = None, use_tqdm: bool = True
@@ -307,6 +314,7 @@ class LLM:
                 raise ValueError("out-of-vocab token ids")
 
     def _position(self, row: torch.Tensor, tok: int, k: int, extra: list[int]) -> dict:
+        row = row + self.logprob_shift
         out = {tok: Logprob(float(row[tok]), int((row > row[tok]).sum()) + 1)}
         if k > 0:
             top = torch.topk(row, k)

@@ -40,6 +40,8 @@ EXPECTED_PATH = {name: "packed" for name in ARCHS} | {
     "bloom-alibi": "unpacked",
     "falcon-alibi": "unpacked",
 }
+# Unpacked rows run a group's context once and reuse its KV cache (backends/kv_reuse.py).
+EXPECTED_KV_REUSE = {"bloom-alibi": "per group", "falcon-alibi": "per group"}
 WORDS = [
     "the",
     "a",
@@ -141,6 +143,7 @@ def test_scores_equal_the_model_own_plain_forward(
     # ALiBi models state no window: give every model the same one.
     backend = HFBackend(path, device="cpu", dtype="float32", max_length=WINDOW)
     assert backend.settings["path"] == EXPECTED_PATH[name]
+    assert backend.settings.get("kv_reuse") == EXPECTED_KV_REUSE.get(name)
     requests = _requests()
     result = Engine(backend, None, EngineOptions(progress=False)).run(requests)
     enc = _Encoder(backend.tokenizer)
@@ -208,6 +211,62 @@ def test_smoke_suite_runs_with_the_guard_and_records_the_path(
     guard = run.manifest["parity_guard"]
     assert guard["status"] == "passed" and guard["path"] == EXPECTED_PATH[name]
     assert run.manifest["backend_settings"]["path"] == EXPECTED_PATH[name]
+
+
+def _unpacked_groups() -> list[Any]:
+    from evalkit.backends.base import ScoringGroup
+
+    return [
+        ScoringGroup(tuple(range(3, 120)), ((5, 6, 7), (8,), (9, 10), (11, 12, 13, 14, 15))),
+        ScoringGroup(tuple(range(40, 70)), ((5,), (8,))),  # one-token choices: no second pass
+        ScoringGroup(tuple(range(7, 30)), ((6, 5, 4, 3, 2, 1),)),  # alone: plain row
+    ]
+
+
+@pytest.mark.parametrize("name", ["bloom-alibi", "falcon-alibi"])
+def test_kv_reuse_equals_one_row_per_continuation(
+    name: str, built: dict[str, tuple[Path, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The reused cache (also split into chunks by a small token budget, which copies it)
+    against the model's own forward of each (context, continuation); and a negative control:
+    a cache of the wrong context is caught by the same comparison."""
+    path, model = _get(built, tmp_path_factory, name)
+    groups = _unpacked_groups()
+    for budget in (4096, 130):  # 130: one continuation row per pass, the cache deep-copied
+        backend = HFBackend(path, device="cpu", dtype="float32", token_budget=budget)
+        assert backend.plan.kv_reuse == "per group"
+        with torch.inference_mode():
+            got = backend.score(groups)
+        for group, scores in zip(groups, got, strict=True):
+            for cont, score in zip(group.continuations, scores, strict=True):
+                assert abs(score.logprob - _plain_logprob(model, group.context, cont)) < TOL
+
+    right = backend._context_pass
+    backend._context_pass = lambda ctx: right((ctx[0] + 1, *ctx[1:]))  # type: ignore[method-assign]
+    with torch.inference_mode():
+        wrong = backend._score_unpacked(groups[:1])[0]
+    worst = max(
+        abs(s.logprob - _plain_logprob(model, groups[0].context, c))
+        for c, s in zip(groups[0].continuations, wrong, strict=True)
+    )
+    assert worst > 100 * TOL
+
+
+def test_a_cache_that_drops_context_tokens_is_not_reused(
+    built: dict[str, tuple[Path, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Sliding-window caches keep only the window's tail: the probe refuses them (so an
+    unknown sliding architecture scores one row per continuation); a full cache passes."""
+    from evalkit.backends import kv_reuse
+
+    sliding, _ = _get(built, tmp_path_factory, "mistral-sliding")
+    backend = HFBackend(sliding, device="cpu", dtype="float32")
+    verdict = kv_reuse.probe(backend._decoder, backend.device, 2)
+    assert verdict.startswith("off (cache layers ['DynamicSlidingWindowLayer']"), verdict
+    plain, _ = _get(built, tmp_path_factory, "gpt-neox")
+    backend = HFBackend(plain, device="cpu", dtype="float32")
+    assert kv_reuse.probe(backend._decoder, backend.device, 2) == kv_reuse.ON
+    assert "kv_reuse" not in backend.settings  # packed: the setting is the unpacked path's
 
 
 @pytest.mark.parametrize("name", ["llama-rope-longrope", "phi3-longrope", "llama-rope-dynamic"])

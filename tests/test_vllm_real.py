@@ -87,6 +87,28 @@ def test_engine_settings_say_what_ran(real: dict[str, Any]) -> None:
     assert real["engine_args"]["enable_prefix_caching"] is True
 
 
+def test_records_the_class_vllm_resolved_and_the_guard_passes(real: dict[str, Any]) -> None:
+    s = real["settings"]
+    # Read from vLLM's own model loader, not config.json's name for the architecture.
+    assert s["model_class"] == "vllm.model_executor.models.llama.LlamaForCausalLM", s
+    assert s["model_class_source"] == "model_loader.get_model_architecture"
+    assert s["model_dtype"] == "float32"
+    guard = real["guard"]
+    assert guard["status"] == "passed" and guard["groups"] == 8, guard
+    assert guard["architecture"] == "LlamaForCausalLM" and guard["path"] == "vllm"
+    assert guard["max_abs_diff"] is not None and guard["max_abs_diff"] < guard["tolerance"]
+    # And it is what the suites' manifests carry (the guard ran before them, on this engine).
+    manifest = json.loads((Path(real["runs"]["smoke"]["path"]) / "manifest.json").read_text())
+    assert manifest["parity_guard"]["status"] == "passed"
+    assert manifest["backend_settings"]["model_class"] == s["model_class"]
+
+
+def test_the_guard_trips_when_the_engine_and_the_model_differ(real: dict[str, Any]) -> None:
+    msg = real["guard_negative"]
+    assert msg is not None and msg.startswith("parity guard: damaged on the vllm path"), msg
+    assert "\n" not in msg
+
+
 @pytest.mark.parametrize("name", ["many_choices", "few_shot", "near_window", "rolling"])
 def test_scores_match_hf(real: dict[str, Any], hf: Any, name: str) -> None:
     want = _hf_scores(hf, real["inputs"][name])

@@ -61,6 +61,9 @@ class ArchPlan:
     prefix_reuse: bool = True
     # Rows whose positions reach past this are scored alone (length-dependent RoPE).
     rope_threshold: int | None = None
+    # Unpacked path: "per group" (one context pass, its KV cache reused for every
+    # continuation: kv_reuse.py) or "off (why)"; None elsewhere.
+    kv_reuse: str | None = None
 
     @property
     def by_layer_type(self) -> bool:
@@ -78,6 +81,8 @@ class ArchPlan:
             out["sliding_windows"] = ",".join(f"{k}={v}" for k, v in sorted(windows.items()))
         if self.rope_threshold is not None:
             out["rope_threshold"] = str(self.rope_threshold)
+        if self.kv_reuse is not None:
+            out["kv_reuse"] = self.kv_reuse
         return out
 
 

@@ -84,6 +84,8 @@ class ParityGuard:
         path: str,
         reference: Reference,
         reference_name: str,
+        tolerance: float | None = None,
+        per_token: bool | None = None,
     ) -> None:
         self.enabled = enabled
         self.dtype = dtype
@@ -91,8 +93,9 @@ class ParityGuard:
         self.path = path
         self._reference = reference
         self._reference_name = reference_name
-        self.tolerance = TOLERANCE.get(dtype, TOLERANCE["bfloat16"])
-        self.per_token = PER_TOKEN.get(dtype, True)
+        # A caller comparing two different implementations (vllm_guard.py) sets its own.
+        self.tolerance = tolerance if tolerance is not None else TOLERANCE.get(dtype, 0.25)
+        self.per_token = per_token if per_token is not None else PER_TOKEN.get(dtype, True)
         self._groups = 0
         self._continuations = 0
         self._worst: float | None = None

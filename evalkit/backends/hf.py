@@ -9,12 +9,14 @@ positions that predict a scored token go through the vocabulary projection and l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evalkit.backends import kv_reuse
 from evalkit.backends.arch import ArchPlan, attn_implementation, native_plan, plan_for
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.backends.damage import FiniteLogits, check_finite_weights, check_native_shapes
@@ -205,6 +207,9 @@ class HFBackend:
         self._max_length = max_length or checkpoint_window(path, hf_tokenizer)
         self._decoder = model.get_decoder()
         self._head = model.get_output_embeddings()
+        if self.plan.path == "unpacked":  # can a group's context run once? (kv_reuse.py)
+            reuse = kv_reuse.probe(self._decoder, self.device, hf_tokenizer.pad_token_id)
+            self.plan = dataclasses.replace(self.plan, kv_reuse=reuse)
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._token_budget = token_budget or self._default_budget()
         # Cross-context prefix reuse (see `_shared_prefix`); off only for debugging.
@@ -431,8 +436,92 @@ class HFBackend:
         return built[self.plan.windows.get("all")]
 
     def _score_unpacked(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
-        """Each (context, continuation) as its own right-padded row under the model's own
-        masks and position ids: the obvious computation, for what packing cannot reproduce."""
+        """Under the model's own masks and position ids, for what packing cannot reproduce: a
+        group with several continuations runs its context once and reuses its KV cache where
+        the cache allows (`kv_reuse.py`); the rest as one right-padded row per (context,
+        continuation)."""
+        limit = self.plan.rope_threshold
+        reuse = [
+            i
+            for i, g in enumerate(groups)
+            if self.plan.kv_reuse == kv_reuse.ON
+            and len(g.continuations) > 1
+            # Length-dependent RoPE: frequencies follow the forward's largest position.
+            and (limit is None or g.longest_branch <= limit)
+        ]
+        results: list[tuple[TokenScore, ...] | None] = [None] * len(groups)
+        for i in reuse:
+            results[i] = self._score_reused(groups[i])
+        rest = [i for i in range(len(groups)) if results[i] is None]
+        if rest:
+            for i, r in zip(rest, self._score_rows([groups[i] for i in rest]), strict=True):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def _context_pass(self, context: tuple[int, ...]) -> tuple[Any, Any]:
+        """Hidden states and KV cache of one context, alone."""
+        import torch
+
+        out = self._decoder(input_ids=torch.tensor([context], device=self.device), use_cache=True)
+        return out.last_hidden_state, out.past_key_values
+
+    def _score_reused(self, group: ScoringGroup) -> tuple[TokenScore, ...]:
+        """One context pass; every continuation's first token from its last position, the
+        other tokens as a right-padded batch over the (repeated) cache."""
+        import copy
+
+        import torch
+
+        n_ctx = len(group.context)
+        conts = group.continuations
+        hidden, cache = self._context_pass(group.context)
+        first_lp, first_hit = self._token_scores(
+            hidden, [0] * len(conts), [n_ctx - 1] * len(conts), [c[0] for c in conts]
+        )
+        token_lp = [[lp] for lp in first_lp]
+        greedy = [[hit] for hit in first_hit]
+        multi = [i for i, c in enumerate(conts) if len(c) > 1]
+        width = max((len(conts[i]) - 1 for i in multi), default=0)
+        pad = self._tokenizer.pad_token_id
+        parts = kv_reuse.chunks(len(multi), n_ctx + width, self._token_budget)
+        for k, part in enumerate(parts):
+            rows = [multi[j] for j in part]
+            # The last chunk may use the context's cache itself; earlier ones a copy.
+            past = cache if k == len(parts) - 1 else copy.deepcopy(cache)
+            if len(rows) > 1:
+                past.batch_repeat_interleave(len(rows))
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            attn = torch.zeros((len(rows), n_ctx + width), dtype=torch.long)
+            attn[:, :n_ctx] = 1
+            r_idx: list[int] = []
+            cols: list[int] = []
+            targets: list[int] = []
+            for r, i in enumerate(rows):
+                body = conts[i][:-1]
+                ids[r, : len(body)] = torch.tensor(body)
+                attn[r, n_ctx : n_ctx + len(body)] = 1
+                r_idx.extend([r] * len(body))
+                cols.extend(range(len(body)))
+                targets.extend(conts[i][1:])
+            out = self._decoder(
+                input_ids=ids.to(self.device),
+                attention_mask=attn.to(self.device),
+                past_key_values=past,
+                use_cache=True,
+            )
+            lps, hits = self._token_scores(out.last_hidden_state, r_idx, cols, targets)
+            at = 0
+            for i in rows:
+                n = len(conts[i]) - 1
+                token_lp[i] += lps[at : at + n]
+                greedy[i] += hits[at : at + n]
+                at += n
+        flat_lp = [x for row in token_lp for x in row]
+        flat_hit = [x for row in greedy for x in row]
+        return _per_group([group], flat_lp, flat_hit)[0]
+
+    def _score_rows(self, groups: Sequence[ScoringGroup]) -> list[tuple[TokenScore, ...]]:
+        """Each (context, continuation) as its own right-padded row: the obvious computation."""
         import torch
 
         units = [(g.context, c) for g in groups for c in g.continuations]

@@ -38,6 +38,12 @@ from typing import Any, NoReturn
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.backends.hf import HFTokenizer, cut_at_stop, load_tokenizer
 from evalkit.backends.hfconfig import ConfigView, read_config
+from evalkit.backends.vllm_guard import (
+    DEFAULT_MAX_GIB,
+    VLLMParityGuard,
+    engine_dtype,
+    resolved_model_class,
+)
 from evalkit.errors import EvalkitError
 from evalkit.fingerprint import model_fingerprint
 
@@ -82,6 +88,9 @@ class VLLMOptions:
     # Tokens of work handed to vLLM per `generate` call (the engine's "batch"): bounds host
     # memory and how much an interrupted run loses.
     wave_tokens: int = 1 << 20
+    # The parity guard loads the checkpoint through transformers on the host only up to this
+    # many GiB of weights (vllm_guard.py).
+    guard_max_gib: float = DEFAULT_MAX_GIB
 
 
 # Share of host memory the CPU engine reserves (vLLM's 0.9 default refuses to start beside
@@ -249,6 +258,7 @@ class VLLMBackend:
         options: VLLMOptions | None = None,
         tokenizer: HFTokenizer | None = None,
         device: str = "auto",
+        guard: bool = True,
     ) -> None:
         try:
             import vllm
@@ -345,6 +355,17 @@ class VLLMBackend:
             self.path = ScoringPath(False, why)
         else:
             self.path = self._probe_trace()
+        # The class vLLM instantiated for this checkpoint (not config.json's name for it).
+        self.model_class, self.model_class_source = resolved_model_class(vllm, self.llm)
+        self.model_dtype = engine_dtype(self.llm, opts.dtype)
+        self.guard = VLLMParityGuard(
+            path,
+            self._tokenizer,
+            enabled=guard,
+            dtype=self.model_dtype,
+            architecture=self.model_class.rsplit(".", 1)[-1],
+            max_gib=opts.guard_max_gib,
+        )
 
     def _probe_trace(self) -> ScoringPath:
         """One tiny forced decode: trace replay counts only if it replays the given tokens
@@ -402,7 +423,15 @@ class VLLMBackend:
             "features": self.features.describe,
             "scoring_path": self.path.name,
             "scoring_path_reason": self.path.reason,
+            "model_class": self.model_class,
+            "model_class_source": self.model_class_source,
+            "model_dtype": self.model_dtype,
         }
+
+    @property
+    def guard_report(self) -> dict[str, object]:
+        """The parity guard's outcome, for the manifest."""
+        return self.guard.report()
 
     @property
     def token_budget(self) -> int:
@@ -459,6 +488,8 @@ class VLLMBackend:
                     )
                 )
             scores.append(tuple(row))
+        # Before the engine stores anything: the first groups against the plain HF forward.
+        self.guard.check(groups, scores)
         out_texts = []
         for t in texts:
             if t is None:  # pragma: no cover - every request has a handler

@@ -61,6 +61,34 @@ def _groups(tok: Any, window: int) -> dict[str, list[tuple[list[int], list[list[
     }
 
 
+def _guard_negative(ckpt: Path, out: Path, backend: Any, groups: Any) -> str | None:
+    """Negative control: the real engine's scores against a reference whose model differs
+    (a copy of the checkpoint with one norm weight x1.5) must trip the guard."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from evalkit.backends.base import ScoringGroup
+    from evalkit.backends.vllm_guard import VLLMParityGuard
+    from evalkit.errors import EvalkitError
+
+    damaged = out / f"{ckpt.name}-damaged"
+    shutil.copytree(ckpt, damaged)
+    weights = load_file(str(damaged / "model.safetensors"))
+    name = next(k for k in sorted(weights) if k.endswith("post_attention_layernorm.weight"))
+    weights[name] = weights[name] * 1.5
+    save_file(weights, str(damaged / "model.safetensors"), metadata={"format": "pt"})
+    guard = VLLMParityGuard(
+        damaged, backend.tokenizer, enabled=True, dtype="float32", architecture="damaged"
+    )
+    sg = [ScoringGroup(tuple(c), tuple(tuple(x) for x in conts)) for c, conts in groups]
+    try:
+        guard.check(sg, backend.score(sg))
+    except EvalkitError as exc:
+        return str(exc)
+    return None
+
+
 def check(ckpt: Path, out: Path, suites: list[str]) -> dict[str, Any]:
     import evalkit
     from evalkit.api import load_backend
@@ -81,6 +109,10 @@ def check(ckpt: Path, out: Path, suites: list[str]) -> dict[str, Any]:
         sg = [ScoringGroup(tuple(c), tuple(tuple(x) for x in conts)) for c, conts in groups]
         got[name] = _scores(backend.score(sg))
     res["scores"] = got
+    # The parity guard ran on the first scoring calls above (vLLM vs transformers' plain
+    # forward); the class vLLM resolved is in the settings.
+    res["guard"] = backend.guard_report
+    res["guard_negative"] = _guard_negative(ckpt, out, backend, inputs["few_shot"])
 
     # Order and batch independence (prefix cache warm from the calls above): all groups in
     # one call, shuffled, and one group per call must give the same numbers.
