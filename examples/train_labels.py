@@ -130,6 +130,18 @@ def make_batch(
     return x, att, labels
 
 
+def label_loss(
+    model: Any, x: torch.Tensor, att: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy on the labelled tokens; the vocabulary projection is computed only at
+    the positions that predict them (most positions carry no loss)."""
+    hidden = model.model(input_ids=x, attention_mask=att).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = model.lm_head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits, target[keep])
+
+
 def held_out(tok: Any, seed: int, n: int) -> list[dict[str, Any]]:
     """Items in the probes' format from a seed the tasks never use: 8 demonstrations and a
     query word not among them; flip probe (animal/food) and a 4-way gold probe."""
@@ -227,7 +239,9 @@ def main() -> None:
     p.add_argument("--max-blocks", type=int, default=14)
     p.add_argument("--binary", type=float, default=0.5, help="share of 2-category documents")
     p.add_argument("--max-steps", type=int, default=20000)
-    p.add_argument("--max-seconds", type=float, default=840.0)
+    p.add_argument("--max-seconds", type=float, default=2400.0, help="wall-clock limit")
+    # the budget is CPU time: on a shared machine wall time says more about the neighbours
+    p.add_argument("--max-cpu-seconds", type=float, default=900.0)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-items", type=int, default=48)
     p.add_argument("--target", type=float, default=0.95)
@@ -267,11 +281,12 @@ def main() -> None:
     log: list[dict[str, float]] = []
     tokens = 0
     t0 = time.time()
+    c0 = time.process_time()
     above = 0
     step = 0
     for step in range(1, a.max_steps + 1):
         x, att, labels = make_batch(rng, tok, pool, a)
-        loss = model(input_ids=x, attention_mask=att, labels=labels).loss
+        loss = label_loss(model, x, att, labels)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -284,6 +299,7 @@ def main() -> None:
             model.train()
             row = {"step": step, "tokens_seen": tokens, "loss": float(loss.detach()), **acc}
             row["seconds"] = round(time.time() - t0, 1)
+            row["cpu_seconds"] = round(time.process_time() - c0, 1)
             log.append(row)
             print(json.dumps(row), flush=True)
             # saved at every evaluation so a stopped run still leaves its latest checkpoint
@@ -291,7 +307,11 @@ def main() -> None:
             (a.out / "train_log.json").write_text(json.dumps(log, indent=1), encoding="utf-8")
             if above or (acc["flip_0"] >= a.target and acc["flip_100"] <= 1 - a.target):
                 above += 1
-            if above > a.after or time.time() - t0 > a.max_seconds:
+            if (
+                above > a.after
+                or time.time() - t0 > a.max_seconds
+                or time.process_time() - c0 > a.max_cpu_seconds
+            ):
                 break
 
 
