@@ -72,10 +72,6 @@ def _flip(scores: Scores, p: int) -> Any:
     return scores[("icl_flipped_labels", f"acc[flip_{p}]")]
 
 
-def _finite(x: float | None) -> bool:
-    return x is not None and x == x
-
-
 def test_bundle_has_provenance_and_a_training_log() -> None:
     prov = (CONTROL / "provenance.yaml").read_text(encoding="utf-8")
     assert "label_mapping" in prov and "tokens_seen" in prov
@@ -122,19 +118,20 @@ def test_label_probe_separates_the_control_from_tiny_base(
 ) -> None:
     c = runs["label-control"][1]
     gold, rand = c[("icl_label_probe", "acc[gold]")], c[("icl_label_probe", "acc[random]")]
+    wrong = c[("icl_label_probe", "acc[pct_0]")]  # every demonstration carries a wrong label
     assert gold.value >= 0.7, gold
     assert gold.ci_low > rand.ci_high, (gold, rand)
-    sens = c[("icl_label_probe", "label_sensitivity")]
-    assert sens.value >= 0.5 and _finite(sens.ci_low) and sens.ci_low > 0.2, sens
+    assert gold.ci_low > wrong.ci_high, (gold, wrong)
     t = runs["tiny-base"][1]
     t_gold, t_rand = t[("icl_label_probe", "acc[gold]")], t[("icl_label_probe", "acc[random]")]
     assert abs(t_gold.value - t_rand.value) <= 0.1, (t_gold, t_rand)
-    # tiny-base's demonstrations change nothing (gold = zero-shot), so its label sensitivity,
-    # a ratio over acc[gold] - acc[zero_shot], is undefined, or else its interval holds 0 and
-    # lies below the control's
-    t_sens = t.get(("icl_label_probe", "label_sensitivity"))
-    if t_sens is not None and _finite(t_sens.value):
-        assert _finite(t_sens.ci_high) and t_sens.ci_high < sens.ci_low, (t_sens, sens)
+    # the gold-minus-random gap: large for the control, none for tiny-base
+    assert (gold.value - rand.value) - (t_gold.value - t_rand.value) >= 0.4
+    # Not asserted: label_sensitivity's interval. It is (gold - random) / (gold - zero_shot),
+    # and the control also learned the true names from its training documents that use them
+    # (--prior), so its zero-shot accuracy is about its gold accuracy and the ratio's
+    # denominator is near 0 (measured: -9.3, CI [-29, -4.8] at --limit 8). tiny-base's is
+    # undefined (gold = zero-shot exactly). See docs/controls.md.
 
 
 def _acc(cell: str) -> float:
@@ -154,4 +151,4 @@ def test_report_shows_the_label_effect(
     assert conds["flip_0"] >= 0.8 and conds["flip_100"] < 0.5
     assert conds["gold"] > conds["random"]
     md = files.markdown.read_text(encoding="utf-8")
-    assert "flip_delta" in md and "label_sensitivity" in md
+    assert "flip_delta" in md
