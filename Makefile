@@ -46,10 +46,13 @@ sandbox-tools:
 	  fi; }
 
 demo: $(STAMP)
-	rm -rf runs/demo
+	rm -rf runs/demo runs/demo-retrieval
 	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite transfer --out runs/demo --no-progress
-	@echo "demo run: runs/demo"
-	$(BIN)/evalkit report runs/demo --out reports/demo
+	# The retrieval control: a long-context grid and an induction effect that are not all zero.
+	$(BIN)/evalkit score examples/checkpoints/retrieval-control --no-progress --out runs/demo-retrieval \
+		--tasks longctx_niah_single,longctx_niah_multikey,icl_induction
+	@echo "demo runs: runs/demo runs/demo-retrieval"
+	$(BIN)/evalkit report runs/demo runs/demo-retrieval --out reports/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check evalkit tests benchmarks examples
