@@ -74,6 +74,8 @@ def start(model: Backend, enabled: bool, checkpoint: Path | None) -> RoutingSess
 def _labels(task: Task, item: Item) -> dict[str, str]:
     out = {"family": task.family, "task": task.name}
     for name, value in item.tags:
+        if name in ("family", "task"):
+            continue  # already groupings of their own
         if isinstance(value, str | int | bool):
             out[f"tag:{name}"] = str(value)
     return out

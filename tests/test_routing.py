@@ -399,3 +399,53 @@ def test_specialisation_interval_covers_the_expected_plug_in_mi() -> None:
         for i in range(sims)
     )
     assert covered / sims >= 0.85
+
+
+def test_moe_run_to_report_section_in_the_browser(hand_moe: Path, tmp_path: Path) -> None:
+    """End to end: score -> routing.parquet (items and provenance slices) -> the report's
+    routing section with its heatmaps, opened offline in headless Chromium."""
+    from cdp import ensure_chromium, open_page
+
+    ckpt = tmp_path / "moe"
+    shutil.copytree(hand_moe, ckpt)
+    (ckpt / "samples").mkdir()
+    (ckpt / "samples" / "numbers.txt").write_text("12345 678\n\n9012 3456\n\n77 88 99\n")
+    (ckpt / "samples" / "words.txt").write_text("abc def\n\nghij klm\n\nnop qrs tuv\n")
+    slices = "".join(
+        f"- {{name: {n}, tokens: 100, share: 0.5, sample_documents: samples/{n}.txt}}\n"
+        for n in ("numbers", "words")
+    )
+    (ckpt / "provenance.yaml").write_text(
+        "schema_version: 2\ncheckpoint: {run: hand-moe, step: 1, tokens_seen: 200}\n"
+        f"slices:\n{slices}"
+    )
+    run = _score(ckpt, _tasks(tmp_path / "t", _class_docs()), tmp_path / "run")
+    assert run.manifest["routing"]["slice_documents"] == 6
+    frame = pd.read_parquet(run.path / ROUTING)
+    # Slice documents route by their tokens too: digits' experts for the numbers slice.
+    slice_rows = frame[(frame.scope == "slices") & (frame.stat == "share") & (frame.layer == 0)]
+    numbers = slice_rows[slice_rows.group == "numbers"].sort_values("expert").value.to_numpy()
+    assert numbers[0] > 0.3 and numbers[2] < 0.2
+    files = evalkit.make_report(run.path, out=tmp_path / "report", resamples=100)
+    section = next(s for s in files.sections if s.id == "routing")
+    assert section.note is None
+    names = sorted(f.path.name for f in section.figures)
+    assert names == [f"routing-{g}-layer{i}.png" for g in ("family", "slice") for i in (0, 1)]
+    page = open_page(
+        ensure_chromium(),
+        Path(files.index).resolve().as_uri(),
+        tmp_path / "profile",
+        expressions={
+            "routing": "document.querySelectorAll('section#routing img').length",
+            "decoded": "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
+        },
+    )
+    assert not page.problems, page.problems
+    assert page.evaluated["routing"] == 4 and page.evaluated["decoded"] is True
+
+
+def test_report_says_when_a_run_has_no_routing(random_ckpt: Path, tmp_path: Path) -> None:
+    run = _score(random_ckpt, _tasks(tmp_path / "t", _class_docs()), tmp_path / "run")
+    files = evalkit.make_report(run.path, out=tmp_path / "report", resamples=100)
+    section = next(s for s in files.sections if s.id == "routing")
+    assert section.note and "Not an MoE" in section.note and not section.figures

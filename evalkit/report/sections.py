@@ -885,6 +885,13 @@ def attribution(ctx: ReportContext) -> Section:
     return attribution_section(list(ctx.runs), list(ctx.labels), ctx.plots)
 
 
+def routing(ctx: ReportContext) -> Section:
+    """An MoE run's routing heatmaps and specialisation (`evalkit.report.routing_section`)."""
+    from evalkit.report.routing_section import routing_section
+
+    return routing_section(ctx)
+
+
 SECTIONS: tuple[SectionFn, ...] = (
     header,
     families,
@@ -896,4 +903,5 @@ SECTIONS: tuple[SectionFn, ...] = (
     trajectories,
     deltas,
     attribution,
+    routing,
 )

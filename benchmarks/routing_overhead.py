@@ -1,0 +1,76 @@
+"""What routing statistics add to the scoring time of an MoE run.
+
+    .venv/bin/python benchmarks/routing_overhead.py                       # bundled tiny-moe
+    .venv/bin/python benchmarks/routing_overhead.py --checkpoint CKPT --tasks a,b --limit 100
+
+Scores the same tasks with and without routing (no result cache, so every request reaches a
+forward), alternating the two settings `--repeats` times, and prints per setting the median
+scoring time (engine run + routing refill and statistics; model loading excluded) and the
+overhead of routing relative to scoring without it. Not a test: timings on a shared machine
+are not benchmarks, so say the load with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import evalkit
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "examples" / "checkpoints" / "tiny-moe"
+TASKS = "reasoning_arith_mc,multilingual_number_words_mc,icl_induction,smoke_prose_bpb"
+
+
+def one(ckpt: Path, tasks: list[str], limit: int, routing: bool, out: Path) -> float:
+    run = evalkit.score(
+        ckpt,
+        tasks=tasks,
+        limit=limit,
+        backend="hf",
+        device="cpu",
+        out=out,
+        use_cache=False,
+        progress=False,
+        routing=routing,
+    )
+    t = run.manifest["timings"]
+    extra = (run.manifest.get("routing") or {}).get("seconds", 0.0) if routing else 0.0
+    return float(t["run_seconds"]) + float(extra)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT)
+    p.add_argument("--tasks", default=TASKS)
+    p.add_argument("--limit", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    tasks = args.tasks.split(",")
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for routing in (False, True):
+                out = Path(tmp) / f"run-{r}-{int(routing)}"
+                times[routing].append(one(args.checkpoint, tasks, args.limit, routing, out))
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    load = os.getloadavg()[0]
+    print(f"checkpoint {args.checkpoint.name}, tasks {args.tasks}, limit {args.limit}, CPU")
+    print(f"load average at the end: {load:.1f} (on {os.cpu_count()} cores)")
+    print()
+    print("| routing | median scoring s | runs (s) | overhead |")
+    print("|---|---|---|---|")
+    print(f"| off | {off:.2f} | {', '.join(f'{x:.2f}' for x in times[False])} | — |")
+    print(
+        f"| on | {on:.2f} | {', '.join(f'{x:.2f}' for x in times[True])} | "
+        f"{100 * (on - off) / off:+.1f}% |"
+    )
+    print(f"\n(measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
+
+
+if __name__ == "__main__":
+    main()
