@@ -98,14 +98,14 @@ def routing_section(ctx: Any) -> Section:
     load = frame[(frame.grouping == "all") & (frame.stat.isin(["entropy_bits", "load_cv"]))]
     if len(load):
         wide = load.pivot_table(index="layer", columns="stat", values="value", aggfunc="first")
-        rows = tuple(
+        load_rows = tuple(
             (str(int(layer)), f"{r['entropy_bits']:.3f}", f"{r['load_cv']:.3f}")
             for layer, r in wide.iterrows()
         )
         blocks.append(
             Table(
                 ("layer", "routing entropy (bits)", "load CV"),
-                rows,
+                load_rows,
                 "All scored tokens: entropy of the expert shares (log2 of the expert count when "
                 "even) and coefficient of variation of expert loads (0 when even).",
             )
