@@ -246,8 +246,13 @@ def test_random_router_specialisation_covers_the_null(random_moe: Path, tmp_path
     assert (_shares(frame, "all", "*", 0) > 0).sum() >= 2
 
 
-def test_packed_and_one_by_one_count_the_same_routing(random_moe: Path) -> None:
+@pytest.mark.parametrize("arch", ["mixtral", "qwen2-moe", "qwen3-moe"])
+def test_packed_and_one_by_one_count_the_same_routing(
+    arch: str, random_moe: Path, tmp_path: Path
+) -> None:
     import dataclasses
+
+    from arch_models import build
 
     from evalkit.backends.base import ScoringGroup
     from evalkit.backends.hf import HFBackend
@@ -270,7 +275,8 @@ def test_packed_and_one_by_one_count_the_same_routing(random_moe: Path) -> None:
         backend.routing = None
         return tap.counts
 
-    backend = HFBackend(random_moe, device="cpu", guard=False)
+    ckpt = random_moe if arch == "mixtral" else build(arch, tmp_path / arch)[0]
+    backend = HFBackend(ckpt, device="cpu", guard=False)
     assert backend.plan.path == "packed"
     packed = counts(backend, [groups])
     singles = [[ScoringGroup(g.context, (c,))] for g in groups for c in g.continuations]

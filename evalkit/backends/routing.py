@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from evalkit.errors import EvalkitError
+
 Unit = tuple[tuple[int, ...], tuple[int, ...]]
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -103,8 +105,9 @@ class RouterTap:
                 return
             indices = output[-1] if isinstance(output, tuple) else None
             if indices is None or indices.is_floating_point() or indices.dim() != 2:
-                raise RuntimeError(
-                    f"router {self.sites[slot].name} returned no [tokens, top_k] expert indices"
+                raise EvalkitError(
+                    f"router {self.sites[slot].name} returned no [tokens, top_k] expert indices: "
+                    "an MoE layout evalkit cannot read (use --no-routing)"
                 )
             self._picked[slot] = indices[self._flat]
 
