@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/routing_overhead.py                       # bundled tiny-moe
     .venv/bin/python benchmarks/routing_overhead.py --checkpoint CKPT --tasks a,b --limit 100
 
-Scores the same tasks with and without routing (no result cache, so every request reaches a
+Scores the same tasks without routing, with routing of the run's items (the checkpoint without
+its provenance), and with routing of items and provenance slices' sample documents (no result cache, so every request reaches a
 forward), alternating the two settings `--repeats` times, and prints per setting the median
 scoring time (engine run + routing refill and statistics; model loading excluded) and the
 overhead of routing relative to scoring without it, in wall seconds and in this process's
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -58,30 +60,36 @@ def main() -> None:
 
     # One thread: CPU seconds then measure the work, not how busy the other cores are.
     torch.set_num_threads(1)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    cpu: dict[bool, list[float]] = {False: [], True: []}
+    # "items": the run's own scored tokens (the checkpoint copied without provenance.yaml);
+    # "items+slices": also each provenance slice's sample documents, an extra scoring pass.
+    settings = ("off", "items", "items+slices")
+    times: dict[str, list[float]] = {k: [] for k in settings}
+    cpu: dict[str, list[float]] = {k: [] for k in settings}
     with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "bare"
+        shutil.copytree(args.checkpoint, bare, ignore=shutil.ignore_patterns("provenance.yaml"))
         for r in range(args.repeats):
-            for routing in (False, True):
-                out = Path(tmp) / f"run-{r}-{int(routing)}"
-                wall, used = one(args.checkpoint, tasks, args.limit, routing, out)
-                times[routing].append(wall)
-                cpu[routing].append(used)
+            for k in settings:
+                ckpt = args.checkpoint if k == "items+slices" else bare
+                out = Path(tmp) / f"run-{r}-{k}"
+                wall, used = one(ckpt, tasks, args.limit, k != "off", out)
+                times[k].append(wall)
+                cpu[k].append(used)
     load = os.getloadavg()[0]
     print(f"checkpoint {args.checkpoint.name}, tasks {args.tasks}, limit {args.limit}, CPU")
     print(f"load average at the end: {load:.1f} (on {os.cpu_count()} cores), 1 torch thread")
     print()
     print("| routing | median scoring wall s | median CPU s (whole call) | runs, CPU s |")
     print("|---|---|---|---|")
-    for routing in (False, True):
+    for k in settings:
         print(
-            f"| {'on' if routing else 'off'} | {statistics.median(times[routing]):.2f} | "
-            f"{statistics.median(cpu[routing]):.2f} | "
-            f"{', '.join(f'{x:.2f}' for x in cpu[routing])} |"
+            f"| {k} | {statistics.median(times[k]):.2f} | {statistics.median(cpu[k]):.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in cpu[k])} |"
         )
-    for name, table in (("wall", times), ("CPU", cpu)):
-        off, on = statistics.median(table[False]), statistics.median(table[True])
-        print(f"routing overhead ({name}): {100 * (on - off) / off:+.1f}%")
+    for k in settings[1:]:
+        for name, table in (("wall", times), ("CPU", cpu)):
+            off, on = statistics.median(table["off"]), statistics.median(table[k])
+            print(f"overhead of routing ({k}, {name}): {100 * (on - off) / off:+.1f}%")
     print(f"\n(measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 
 

@@ -455,3 +455,40 @@ def test_report_says_when_a_run_has_no_routing(random_ckpt: Path, tmp_path: Path
     files = evalkit.make_report(run.path, out=tmp_path / "report", resamples=100)
     section = next(s for s in files.sections if s.id == "routing")
     assert section.note and "Not an MoE" in section.note and not section.figures
+
+
+def test_bundled_tiny_moe_end_to_end(tmp_path: Path) -> None:
+    """The committed tiny MoE: score -> routing.parquet (task families and its provenance
+    slices' sample documents) -> the report's routing section, in headless Chromium."""
+    from cdp import ensure_chromium, open_page
+
+    ckpt = ROOT / "examples" / "checkpoints" / "tiny-moe"
+    run = evalkit.score(
+        ckpt,
+        tasks=["reasoning_arith_mc", "multilingual_number_words_mc"],
+        limit=8,
+        device="cpu",
+        out=tmp_path / "run",
+        use_cache=False,
+        progress=False,
+    )
+    info = run.manifest["routing"]
+    assert info["status"] == "collected" and info["layers"] == [0, 1, 2, 3]
+    assert info["experts"] == 4 and info["top_k"] == 2 and info["slice_documents"] == 5 * 32
+    frame = pd.read_parquet(run.path / ROUTING)
+    assert set(frame[frame.scope == "slices"].group) == {
+        "arithmetic",
+        "kv",
+        "multilingual",
+        "code",
+        "prose",
+    }
+    files = evalkit.make_report(run.path, out=tmp_path / "report", resamples=100)
+    page = open_page(
+        ensure_chromium(),
+        Path(files.index).resolve().as_uri(),
+        tmp_path / "profile",
+        expressions={"routing": "document.querySelectorAll('section#routing img').length"},
+    )
+    assert not page.problems, page.problems
+    assert page.evaluated["routing"] == 8  # family and slice heatmaps, 4 layers each
