@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit import __version__
+from evalkit import __version__, routing_run
 from evalkit.backends.base import Backend
 from evalkit.backends.damage import vocabulary_facts, vocabulary_warning
 from evalkit.cache import ResultCache
@@ -171,6 +171,7 @@ def score(
     num_fewshot: int | None = None,
     gen_kwargs: str | dict[str, Any] | None = None,
     seed: int | None = None,
+    routing: bool = True,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -186,7 +187,8 @@ def score(
     `checkpoint` may be a hub id `ORG/NAME[@REVISION]` (or `revision=`), resolved through the
     Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
     `num_fewshot`, `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options
-    (`evalkit.tasks.options`).
+    (`evalkit.tasks.options`). An MoE checkpoint's router decisions go to `routing.parquet`
+    (`evalkit.routing_run`) unless `routing=False`.
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -296,6 +298,7 @@ def score(
             print(warning, file=sys.stderr)
 
     engine = Engine(model, cache, EngineOptions(truncation=truncation, progress=progress))
+    moe = routing_run.start(model, routing, ckpt if isinstance(backend, str) else None)
     t_run = time.time()
     try:
         result, task_objs, items = skips.run(engine, task_objs, items)
@@ -303,6 +306,9 @@ def score(
         if cache is not None:
             cache.close()
     run_seconds = time.time() - t_run
+    routing_frame, routing_info = routing_run.finish(
+        moe, model, task_objs, items, truncation=truncation, provenance=prov, seed=bseed
+    )
 
     per_task: dict[str, list[ItemResult]] = {}
     scores: list[Score] = []
@@ -393,7 +399,10 @@ def score(
             else None
         ),
     }
-    path = write_run(out_path, manifest, samples_frame(per_task), scores_frame(scores))
+    if routing_info is not None:
+        manifest["routing"] = routing_info
+    extra = {routing_run.ROUTING: routing_frame} if routing_frame is not None else None
+    path = write_run(out_path, manifest, samples_frame(per_task), scores_frame(scores), extra=extra)
     return ScoreRun(path, scores, result.stats, truncated, manifest)
 
 

@@ -8,6 +8,7 @@ Views (see docs/sweep.md):
 - `samples`: every run's `samples.parquet` with a leading `run` column (columns are the union
   across runs; a task's missing columns are NULL).
 - `slices`: one row per (run, training-data slice) of the provenance.
+- `routing`: an MoE run's routing statistics (`routing.parquet`, docs/moe.md) with `run`.
 
 The catalog reads only the run store, never a live model. Hidden folders (a run still being
 assembled is staged in `.NAME.partial-*`) are never runs.
@@ -26,7 +27,7 @@ from evalkit.provenance import SLICE_FIELDS
 from evalkit.scoring import FAMILY_PREFIX
 from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run
 
-VIEWS = ("runs", "scores", "samples", "slices")
+VIEWS = ("runs", "scores", "samples", "slices", "routing")
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,28 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
             f"FROM read_parquet([{listing}], union_by_name = true, filename = true) AS t "
             f"JOIN _files AS f ON t.filename = f.{kind}"
         )
+    _routing_view(con, paths)
     return con
+
+
+def _routing_view(con: Any, paths: Sequence[Path]) -> None:
+    """`routing`: every MoE run's `routing.parquet` with a leading `run` column (empty, with
+    its columns, when no run has one)."""
+    import pandas as pd
+
+    from evalkit.analysis.routing import COLUMNS, ROUTING
+
+    found = [p for p in paths if (p / ROUTING).is_file()]
+    if not found:
+        con.register("_routing_df", pd.DataFrame(columns=["run", *COLUMNS]))
+        con.execute("CREATE TABLE routing AS SELECT * FROM _routing_df")
+        con.unregister("_routing_df")
+        return
+    parts = [
+        f"SELECT {_quote(str(p))} AS run, * FROM read_parquet({_quote(str(p / ROUTING))})"
+        for p in found
+    ]
+    con.execute("CREATE VIEW routing AS " + " UNION ALL BY NAME ".join(parts))
 
 
 def query(sql: str, root: str | Path) -> QueryResult:

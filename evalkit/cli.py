@@ -108,6 +108,13 @@ def score(
             help="Skip the parity guard (fast path vs the model's plain forward on a sample).",
         ),
     ] = False,
+    no_routing: Annotated[
+        bool,
+        typer.Option(
+            "--no-routing",
+            help="Skip an MoE checkpoint's routing statistics (routing.parquet, docs/moe.md).",
+        ),
+    ] = False,
     revision: Annotated[
         str | None,
         typer.Option(help="Hub revision (branch, tag or commit) of a hub-id checkpoint."),
@@ -165,6 +172,7 @@ def score(
             vllm_options=tuple(vllm_option or ()),
             strict_suite=strict_suite,
             guard=not no_guard,
+            routing=not no_routing,
             revision=revision,
             trust_remote_code=trust_remote_code,
             num_fewshot=num_fewshot,
@@ -597,7 +605,7 @@ def sweep(
 @app.command()
 def query(
     sql: Annotated[
-        str, typer.Argument(help="SQL over the views runs, scores, samples, slices.")
+        str, typer.Argument(help="SQL over the views runs, scores, samples, slices, routing.")
     ] = "SELECT * FROM runs",
     runs_dir: Annotated[Path, typer.Option("--runs", help="Folder holding runs.")] = Path("runs"),
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,

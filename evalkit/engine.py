@@ -232,6 +232,11 @@ class Engine:
             self._skip_unfed(plan, self.backend.feed_limit)
         return plan
 
+    def units(self, requests: Sequence[Request]) -> dict[str, list[Unit]]:
+        """The token units each scoring request is planned into (request hash -> units), as
+        `run` would score them; generation requests have none."""
+        return self._plan({r.hash: r for r in requests}).units_of
+
     @staticmethod
     def _skip_unfed(plan: _Plan, limit: int) -> None:
         """Requests the model's window allows but the backend cannot feed are skipped whole

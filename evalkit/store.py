@@ -61,8 +61,15 @@ def scores_frame(scores: Sequence[Score]) -> Any:
 
 
 def write_run(
-    out: Path, manifest: dict[str, Any], samples: Any, scores: Any, *, overwrite: bool = False
+    out: Path,
+    manifest: dict[str, Any],
+    samples: Any,
+    scores: Any,
+    *,
+    overwrite: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
+    """`extra`: more tables by file name (`routing.parquet`), written beside the two."""
     out = out.resolve()
     if out.exists() and not overwrite:
         raise EvalkitError(f"run directory already exists: {out} (runs are immutable)")
@@ -75,6 +82,8 @@ def write_run(
     try:
         samples.to_parquet(staging / SAMPLES, index=False)
         scores.to_parquet(staging / SCORES, index=False)
+        for name, frame in (extra or {}).items():
+            frame.to_parquet(staging / name, index=False)
         # The manifest goes last: its presence marks a complete run.
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         if out.exists():

@@ -32,6 +32,7 @@ RANKS: dict[str, int] = {
     "evalkit.export": 6,
     "evalkit.report": 7,
     "evalkit.api": 8,
+    "evalkit.routing_run": 8,
     "evalkit.inputs": 8,
     "evalkit.sweep": 8,
     "evalkit.trackers": 8,

@@ -23,6 +23,7 @@ from evalkit.backends.damage import FiniteLogits, check_finite_weights, check_na
 from evalkit.backends.guard import ParityGuard
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
+from evalkit.backends.routing import RouterTap, routed
 from evalkit.errors import EvalkitError
 from evalkit.fingerprint import TOKENIZER_FILES, model_fingerprint, tokenizer_fingerprint
 
@@ -215,6 +216,8 @@ class HFBackend:
         # Cross-context prefix reuse (see `_shared_prefix`); off only for debugging.
         self.prefix_reuse = prefix_reuse
         self._prefix: tuple[tuple[int, ...], Any] | None = None
+        # Router decisions at scored positions, for an MoE (set by `evalkit.routing_run`).
+        self.routing: RouterTap | None = None
         self.guard = ParityGuard(
             enabled=guard,
             dtype=dtype,
@@ -396,16 +399,18 @@ class HFBackend:
             mask = self._tree_masks(segment, positions, shared)
         ids = ids[:, shared:].to(self.device)
         positions = positions[:, shared:].to(self.device)
+        cols = [c - shared for c in cols]
+        owners = lambda: [(g.context, c) for g in groups for c in g.continuations for _ in c]  # noqa: E731
         # Without branches or windows, right padding under the plain causal mask leaves every
         # real position untouched, so no mask is needed.
-        out = self._decoder(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=past,
-            use_cache=past is not None,
-        )
-        cols = [c - shared for c in cols]
+        with routed(self.routing, ids.shape[1], rows, cols, owners):
+            out = self._decoder(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=past,
+                use_cache=past is not None,
+            )
         token_lp, greedy = self._token_scores(out.last_hidden_state, rows, cols, targets)
         return _per_group(groups, token_lp, greedy)
 
@@ -559,7 +564,11 @@ class HFBackend:
                 rows.extend([r] * len(cont))
                 cols.extend(range(len(ctx) - 1, len(tokens)))
                 targets.extend(cont)
-            out = self._decoder(input_ids=ids.to(self.device), attention_mask=attn.to(self.device))
+            owners = lambda b=batch: [units[i] for i in b for _ in units[i][1]]  # noqa: E731
+            with routed(self.routing, width, rows, cols, owners):
+                out = self._decoder(
+                    input_ids=ids.to(self.device), attention_mask=attn.to(self.device)
+                )
             lps, hits = self._token_scores(out.last_hidden_state, rows, cols, targets)
             at = 0
             for i in batch:

@@ -892,6 +892,13 @@ def changes(ctx: ReportContext) -> Section:
     return changes_section(ctx)
 
 
+def routing(ctx: ReportContext) -> Section:
+    """An MoE run's routing heatmaps and specialisation (`evalkit.report.routing_section`)."""
+    from evalkit.report.routing_section import routing_section
+
+    return routing_section(ctx)
+
+
 SECTIONS: tuple[SectionFn, ...] = (
     header,
     families,
@@ -904,4 +911,5 @@ SECTIONS: tuple[SectionFn, ...] = (
     changes,
     deltas,
     attribution,
+    routing,
 )
