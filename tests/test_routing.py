@@ -281,7 +281,11 @@ def test_packed_and_one_by_one_count_the_same_routing(
     packed = counts(backend, [groups])
     singles = [[ScoringGroup(g.context, (c,))] for g in groups for c in g.continuations]
     alone = counts(backend, singles)
-    backend.plan = dataclasses.replace(backend.plan, path="unpacked")
+    # An MoE evalkit does not pack (OLMoE, DeepSeek, ...) takes the unpacked path, where the
+    # KV-reuse pass would bypass the router tap: routing must still see every scored token.
+    from evalkit.backends import kv_reuse
+
+    backend.plan = dataclasses.replace(backend.plan, path="unpacked", kv_reuse=kv_reuse.ON)
     unpacked = counts(backend, [groups])
     n_units = sum(len(g.continuations) for g in groups)
     assert len(packed) == len(alone) == len(unpacked) == n_units

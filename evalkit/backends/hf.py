@@ -450,6 +450,9 @@ class HFBackend:
             i
             for i, g in enumerate(groups)
             if self.plan.kv_reuse == kv_reuse.ON
+            # The router tap counts tokens of plain rows only (routing.py), so a routed run
+            # scores each continuation as its own row rather than miss the reused ones.
+            and self.routing is None
             and len(g.continuations) > 1
             # Length-dependent RoPE: frequencies follow the forward's largest position.
             and (limit is None or g.longest_branch <= limit)
