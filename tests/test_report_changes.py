@@ -14,7 +14,9 @@ import evalkit
 N = 60
 
 
-def _runs(tmp: Path, steps: list[int | None], jump_at: int) -> list[Path]:
+def _runs(
+    tmp: Path, steps: list[int | None], jump_at: int, names: list[str] | None = None
+) -> list[Path]:
     """Runs whose task `t_jump` is ~0.03 accurate before checkpoint index `jump_at` and ~0.97
     from it on; `t_flat`'s continuous metric is the same noise at every checkpoint."""
     out = []
@@ -26,7 +28,9 @@ def _runs(tmp: Path, steps: list[int | None], jump_at: int) -> list[Path]:
             "t_jump": TaskData("fam_a", {"acc": acc}),
             "t_flat": TaskData("fam_b", {"gain": flat}),
         }
-        out.append(make_run(tmp / f"r{i}", tasks, step=step, run_name="train"))
+        out.append(
+            make_run(tmp / f"r{i}", tasks, step=step, run_name=names[i] if names else "train")
+        )
     return out
 
 
@@ -65,3 +69,11 @@ def test_runs_without_a_training_position_get_a_note(tmp_path: Path) -> None:
     evalkit.make_report(*runs, out=tmp_path / "report", resamples=50)
     sec = _section(tmp_path / "report")
     assert "no distinct training position" in sec and "Largest change in" not in sec
+
+
+def test_checkpoints_of_different_training_runs_are_no_series(tmp_path: Path) -> None:
+    # e.g. the demo's tiny-base and retrieval control: distinct steps, but two models
+    runs = _runs(tmp_path / "runs", [100, 200, 300], jump_at=1, names=["a", "b", "b"])
+    evalkit.make_report(*runs, out=tmp_path / "report", resamples=50)
+    sec = _section(tmp_path / "report")
+    assert "different training runs (a, b)" in sec and "Largest change in" not in sec

@@ -31,6 +31,13 @@ from evalkit.report.sections import (
 TITLE = "Largest changes over training"
 
 
+def _training_run(manifest: Any) -> str | None:
+    """The provenance's training-run name: checkpoints of one run form a training series."""
+    checkpoint = (manifest.get("provenance") or {}).get("checkpoint") or {}
+    run = checkpoint.get("run")
+    return str(run) if run is not None else None
+
+
 def _metrics(ctx: ReportContext) -> list[tuple[str, str, bool]]:
     """(task, metric, is_primary) for the focus run: each task's primary metric, then its own
     summary metrics (unbracketed and not a per-item multiple-choice metric)."""
@@ -62,6 +69,12 @@ def changes(ctx: ReportContext) -> Section:
             "changes",
             TITLE,
             "The runs have no distinct training position (provenance tokens seen or step).",
+        )
+    lineages = {_training_run(r.manifest) for r in ctx.runs}
+    if len(lineages) > 1:  # different models (e.g. the demo's two checkpoints), not one series
+        names = ", ".join(sorted(str(n) for n in lineages))
+        return absent(
+            "changes", TITLE, f"The runs come from different training runs ({names}): no series."
         )
     keys = {str(r.path.resolve()): i for i, r in enumerate(ctx.runs)}
     found: dict[tuple[str, str], list[Point]] = {}
