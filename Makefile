@@ -46,13 +46,16 @@ sandbox-tools:
 	  fi; }
 
 demo: $(STAMP)
-	rm -rf runs/demo runs/demo-retrieval
+	rm -rf runs/demo runs/demo-retrieval runs/demo-labels
 	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite transfer --out runs/demo --no-progress
 	# The retrieval control: a long-context grid and an induction effect that are not all zero.
 	$(BIN)/evalkit score examples/checkpoints/retrieval-control --no-progress --out runs/demo-retrieval \
 		--tasks longctx_niah_single,longctx_niah_multikey,icl_induction
-	@echo "demo runs: runs/demo runs/demo-retrieval"
-	$(BIN)/evalkit report runs/demo runs/demo-retrieval --out reports/demo
+	# The label control: accuracy falls with the share of flipped in-context labels.
+	$(BIN)/evalkit score examples/checkpoints/label-control --no-progress --out runs/demo-labels \
+		--tasks icl_flipped_labels,icl_label_probe
+	@echo "demo runs: runs/demo runs/demo-retrieval runs/demo-labels"
+	$(BIN)/evalkit report runs/demo runs/demo-retrieval runs/demo-labels --out reports/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check evalkit tests benchmarks examples
