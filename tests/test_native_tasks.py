@@ -173,7 +173,7 @@ def test_generators_are_pinned() -> None:
 def test_smoke_suite_resolves_with_pinned_content() -> None:
     suite = load_suite("smoke")
     tasks = resolve_tasks(list(suite.tasks))
-    kinds = {t.spec.kind for t in tasks}  # type: ignore[attr-defined]
+    kinds = {t.spec.request for t in tasks}  # type: ignore[attr-defined]
     assert kinds == {"multiple_choice", "generate", "loglikelihood", "rolling"}
     hashes = {t.name: t.content_hash(t.items()) for t in tasks}
     assert hashes["smoke_arith_mc"] == (

@@ -108,7 +108,7 @@ def native_turns(task: Task, item: Item) -> Turns | None:
     sep = spec.fewshot.separator
     # As native.py joins them: a log-likelihood continuation carries its own spacing, the
     # other kinds put the target delimiter between a demonstration's prompt and its answer.
-    delim = "" if spec.kind == "loglikelihood" else spec.target_delimiter
+    delim = "" if spec.request == "loglikelihood" else spec.target_delimiter
     rebuilt = "".join(q + delim + a + sep for q, a in shots) + question
     if rebuilt != item.prompt:
         return None
@@ -118,9 +118,9 @@ def native_turns(task: Task, item: Item) -> Turns | None:
 def _answer(spec: Any, doc: Mapping[str, Any]) -> str:
     """A demonstration's answer as the raw prompt shows it (without the target delimiter for
     multiple choice and generation; a log-likelihood continuation includes its own spacing)."""
-    if spec.kind == "multiple_choice":
+    if spec.request == "multiple_choice":
         return str(doc[spec.choices][doc[spec.gold]])
-    if spec.kind == "loglikelihood":
+    if spec.request == "loglikelihood":
         return str(spec.continuation.format_map(doc))
     return str(spec.target.format_map(doc))
 
