@@ -83,3 +83,22 @@ def test_a_kind_listed_twice_is_an_error() -> None:
     with pytest.raises(EvalkitError, match="request shape"):
         kind_table([type("Bad", (CodeKind,), {"name": "generate"})()])
     assert with_kinds([]) is KINDS
+
+
+def test_chat_single_turn_items_are_counted_not_silent(tmp_path: Path) -> None:
+    from evalkit.requests import Generate
+    from evalkit.tasks.base import Item, TaskDefaults
+    from evalkit.tasks.chat import ChatFormat, chat_all
+
+    class Plain(TaskDefaults):  # declares no chat turns
+        name = "plain"
+
+    _write(tmp_path, NEW.replace("docs:", "fewshot: {k: 2, seed: 5}\ndocs:"))
+    (native,) = resolve_tasks(["t_mc"], tmp_path)
+    fmt = ChatFormat(render=lambda ms: "|".join(m["content"] for m in ms) + "|", template_hash="x")
+    gen = Item(0, "Q?", (Generate("Q?", stop=("\n",)),), "A")
+    items = {"t_mc": native.items(3), "plain": [gen, gen]}
+    out, single = chat_all([native, Plain()], items, fmt)  # type: ignore[list-item]
+    # The native task splits its two demonstrations into turns; the plain one cannot.
+    assert single == {"plain": 2}
+    assert out["t_mc"][0].prompt.count("|") == 5  # 2 x (question, answer) + the question

@@ -33,7 +33,9 @@ from evalkit.tasks.base import (
     ItemResult,
     MetricSpec,
     TagValue,
+    TaskDefaults,
     TokenizerInfo,
+    Turns,
     items_hash,
     text_hash,
 )
@@ -253,7 +255,7 @@ def load_spec_raw(path: Path, raw: Mapping[str, Any]) -> TaskSpec:
     )
 
 
-class NativeTask:
+class NativeTask(TaskDefaults):
     source = "native"
 
     def __init__(self, spec: TaskSpec) -> None:
@@ -272,6 +274,8 @@ class NativeTask:
     @property
     def version(self) -> str:
         return self.spec.version
+
+    accepts_options = True
 
     def with_options(self, options: RunOptions) -> NativeTask:
         """This task under --num-fewshot / --gen-kwargs / --seed (`evalkit.tasks.options`)."""
@@ -341,32 +345,53 @@ class NativeTask:
             raise EvalkitError(f"task {self.name}: doc {i} has gold index {gold!r} out of range")
         return [str(c) for c in choices], gold
 
-    def _answer(self, doc: Mapping[str, Any], i: int) -> str:
-        """The text a demonstration shows after its prompt."""
+    def _answer_text(self, doc: Mapping[str, Any], i: int) -> str:
+        """A demonstration's answer without the target delimiter (a log-likelihood
+        continuation carries its own spacing)."""
         s = self.spec
         if s.request == "multiple_choice":
             choices, gold = self._choices(doc, i)
-            return s.target_delimiter + choices[gold]
+            return choices[gold]
         if s.request == "loglikelihood":
             return self._r.render("continuation", s.continuation, doc, i)
-        return s.target_delimiter + self._r.render("target", s.target, doc, i)
+        return self._r.render("target", s.target, doc, i)
 
-    def _demonstrations(self, docs: list[dict[str, Any]], i: int) -> str:
+    def _delimiter(self) -> str:
+        """What separates a demonstration's prompt from its answer."""
+        return "" if self.spec.request == "loglikelihood" else self.spec.target_delimiter
+
+    def _shots(self, docs: list[dict[str, Any]], i: int) -> list[tuple[str, str]]:
+        """Item i's demonstrations as (prompt, answer without delimiter)."""
         k = self.spec.fewshot.k
         if k == 0:
-            return ""
+            return []
         if k >= len(docs):
             raise EvalkitError(f"task {self.name}: {k}-shot needs more than {len(docs)} docs")
         # Seeded per item, never including the item itself.
         rng = random.Random(f"{self.spec.fewshot.seed}:{i}")
         pool = [j for j in range(len(docs)) if j != i]
-        shots = rng.sample(pool, k)
-        sep = self.spec.fewshot.separator
-        parts = [
-            self._r.render("prompt", self.spec.prompt, docs[j], j) + self._answer(docs[j], j)
-            for j in shots
+        return [
+            (self._r.render("prompt", self.spec.prompt, docs[j], j), self._answer_text(docs[j], j))
+            for j in rng.sample(pool, k)
         ]
-        return sep.join(parts) + sep
+
+    def _demonstrations(self, docs: list[dict[str, Any]], i: int) -> str:
+        sep, delim = self.spec.fewshot.separator, self._delimiter()
+        return "".join(q + delim + a + sep for q, a in self._shots(docs, i))
+
+    def chat_turns(self, item: Item) -> Turns | None:
+        """Each demonstration as a (question, answer) turn pair, then the item's question.
+        None (one user turn) for rolling text, which has no question."""
+        if self.spec.request == "rolling":
+            return None
+        docs = self.docs()
+        i = item.doc_id
+        shots = self._shots(docs, i)
+        question = self._r.render("prompt", self.spec.prompt, docs[i], i)
+        if self._demonstrations(docs, i) + question != item.prompt:
+            # Not this task's item as built (a caller's edit): shown as one turn, recorded.
+            return None
+        return Turns(tuple((q, a.strip()) for q, a in shots), question)
 
     def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         docs = self.docs()
