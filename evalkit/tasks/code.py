@@ -386,7 +386,7 @@ class CodeTask(TaskDefaults):
         out = [MetricSpec("pass@1")]
         if self.spec.sampling.n:
             out += [MetricSpec(f"pass@{k}_sampled") for k in self.spec.sampling.ks]
-        out.append(MetricSpec("bpb", higher_is_better=False))
+        out.append(MetricSpec("bpb", higher_is_better=M.CATALOG["bpb"].higher_is_better))
         return tuple(out)
 
     def problems(self) -> list[Problem]:

@@ -47,21 +47,21 @@ from evalkit.tasks.templates import Renderer
 RequestShape = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
 REQUEST_SHAPES: tuple[str, ...] = ("multiple_choice", "loglikelihood", "rolling", "generate")
 
-# Which metrics each request shape can compute, and whether higher is better.
-KIND_METRICS: dict[str, dict[str, bool]] = {
-    "multiple_choice": {
-        "acc": True,
-        "acc_norm": True,
-        "p_correct": True,
-        "bpb": False,
-        "prob_correct": True,
-        "margin": True,
-        "p_correct_char": True,
-        "margin_char": True,
-    },
-    "loglikelihood": {"acc": True, "bpb": False, "logprob": True},
-    "rolling": {"bpb": False, "logprob": True},
-    "generate": {"exact_match": True},
+# Which metrics each request shape can compute (their direction and unit: `M.CATALOG`).
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "multiple_choice": (
+        "acc",
+        "acc_norm",
+        "p_correct",
+        "bpb",
+        "prob_correct",
+        "margin",
+        "p_correct_char",
+        "margin_char",
+    ),
+    "loglikelihood": ("acc", "bpb", "logprob"),
+    "rolling": ("bpb", "logprob"),
+    "generate": ("exact_match",),
 }
 
 _COMMON_KEYS = {
@@ -298,8 +298,10 @@ class NativeTask(TaskDefaults):
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
-        better = KIND_METRICS[self.spec.request]
-        return tuple(MetricSpec(name=m, higher_is_better=better[m]) for m in self.spec.metrics)
+        return tuple(
+            MetricSpec(name=m, higher_is_better=M.CATALOG[m].higher_is_better)
+            for m in self.spec.metrics
+        )
 
     # -- documents ------------------------------------------------------------------------
     def docs(self) -> list[dict[str, Any]]:

@@ -17,14 +17,9 @@ from evalkit.tasks.base import Bucket, ItemResult, MetricSpec, Summary, TagValue
 from evalkit.tasks.generators import get_generator
 
 # Per-item metrics every multiple-choice probe reports (all from `evalkit.metrics`).
-MC_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("acc"),
-    MetricSpec("acc_norm"),
-    MetricSpec("p_correct"),
-    MetricSpec("p_correct_char"),
-    MetricSpec("margin"),
-    MetricSpec("margin_char"),
-    MetricSpec("bpb", higher_is_better=False),
+MC_METRICS: tuple[MetricSpec, ...] = tuple(
+    MetricSpec(m, higher_is_better=M.CATALOG[m].higher_is_better)
+    for m in ("acc", "acc_norm", "p_correct", "p_correct_char", "margin", "margin_char", "bpb")
 )
 
 
