@@ -36,7 +36,7 @@ def run_groups(tasks: Sequence[Task]) -> dict[str, tuple[GroupSpec, str]]:
     family of its tasks (the name the user asked for)."""
     out: dict[str, tuple[GroupSpec, str]] = {}
     for t in tasks:
-        for g in t.groups:
+        for g in getattr(t, "groups", ()):
             if isinstance(g, GroupSpec) and g.aggregate and g.name not in out:
                 out[g.name] = (g, t.family)
     return out
