@@ -34,13 +34,14 @@ from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write
 from evalkit.tasks.base import (
     Item,
     ItemResult,
+    ScoringContext,
     Task,
     TokenizerInfo,
     WindowedTokenizer,
     responses_for,
 )
-from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template, template_hash
-from evalkit.tasks.code import ExecutedTask
+from evalkit.tasks.chat import ChatFormat, chat_all, find_chat_template, template_hash
+from evalkit.tasks.kinds import TaskKind, with_kinds
 from evalkit.tasks.options import apply_options, apply_suite, check_generation, make_options
 from evalkit.tasks.registry import load_suite, resolve_tasks
 
@@ -172,6 +173,7 @@ def score(
     gen_kwargs: str | dict[str, Any] | None = None,
     seed: int | None = None,
     routing: bool = True,
+    task_kinds: Sequence[TaskKind] = (),
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -188,7 +190,8 @@ def score(
     Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
     `num_fewshot`, `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options
     (`evalkit.tasks.options`). An MoE checkpoint's router decisions go to `routing.parquet`
-    (`evalkit.routing_run`) unless `routing=False`.
+    (`evalkit.routing_run`) unless `routing=False`. `task_kinds` adds a caller's own task
+    kinds to the built-in table (`evalkit.tasks.kinds`; docs/tasks.md, "Adding a task kind").
     """
     started = time.time()
     ckpt = Path(checkpoint)
@@ -210,7 +213,7 @@ def score(
         raise EvalkitError(f"tasks directory not found: {tdir}")
     # Everything about the tasks is checked before the model is loaded.
     options = make_options(num_fewshot, gen_kwargs, seed)
-    task_objs = apply_options(resolve_tasks(names, tdir), options)
+    task_objs = apply_options(resolve_tasks(names, tdir, with_kinds(task_kinds)), options)
     if suite_obj is not None:
         task_objs = apply_suite(task_objs, suite_obj.families, suite_obj.fewshot, options)
     bseed = 0 if seed is None else seed
@@ -219,9 +222,7 @@ def score(
         code_sandbox = _code_sandbox(task_objs, sandbox)
     except TaskCannotRun as exc:
         code_sandbox = None
-        task_objs = skips.drop(
-            task_objs, [t for t in task_objs if isinstance(t, ExecutedTask)], exc
-        )
+        task_objs = skips.drop(task_objs, [t for t in task_objs if t.needs.sandbox], exc)
     if haystack is not None:
         task_objs = _with_haystack(task_objs, Path(haystack))
     # Tasks see the model's window through the tokenizer they are given (from the config
@@ -253,8 +254,9 @@ def score(
     check_generation(task_objs, items, options)
     chat_info: dict[str, Any] | None = None
     if fmt is not None:
-        items = {t.name: chat_items(t, items[t.name], fmt) for t in task_objs}
-        chat_info = fmt.describe()
+        items, single_turn = chat_all(task_objs, items, fmt)
+        # Items a task gave no turns for are one user turn: said, never silent.
+        chat_info = fmt.describe() | {"single_turn_items": single_turn}
     prov = None
     vocab: dict[str, int] | None = None
     if isinstance(backend, str):
@@ -310,6 +312,7 @@ def score(
         moe, model, task_objs, items, truncation=truncation, provenance=prov, seed=bseed
     )
 
+    scoring_context = _scoring_context(code_sandbox, progress)
     per_task: dict[str, list[ItemResult]] = {}
     scores: list[Score] = []
     truncated: dict[str, int] = {}
@@ -323,13 +326,7 @@ def score(
         if not its:
             raise EvalkitError(f"task {task.name}: the backend could score none of its items")
         responses = [responses_for(it, result.responses) for it in its]
-        if isinstance(task, ExecutedTask):
-            from evalkit.sandbox.scoring import score_executed
-
-            assert code_sandbox is not None
-            results = score_executed(task, its, responses, code_sandbox, progress)
-        else:
-            results = task.score(its, responses)
+        results = task.score_in(scoring_context, its, responses)
         cut = {r.hash for it in its for r in it.requests} & result.truncated
         truncated[task.name] = sum(1 for it in its if any(r.hash in cut for r in it.requests))
         results = [
@@ -411,7 +408,7 @@ def _code_sandbox(tasks: Sequence[Task], mode: str) -> Sandbox | None:
     so `strict` fails fast; the isolation in force is said on stderr, plainly."""
     if mode not in MODES:
         raise EvalkitError(f"unknown sandbox mode {mode!r}; choose one of {', '.join(MODES)}")
-    if not any(isinstance(t, ExecutedTask) for t in tasks):
+    if not any(t.needs.sandbox for t in tasks):
         return None
     try:
         isolation = choose(mode)
@@ -420,6 +417,13 @@ def _code_sandbox(tasks: Sequence[Task], mode: str) -> Sandbox | None:
     box = Sandbox(isolation)
     print(f"{box.isolation.describe()} [{box.workers} parallel]", file=sys.stderr)
     return box
+
+
+def _scoring_context(box: Sandbox | None, progress: bool) -> ScoringContext:
+    """What tasks get at scoring time: the sandbox runs the programs of tasks that need it."""
+    from evalkit.sandbox.scoring import program_runner
+
+    return ScoringContext(run_programs=program_runner(box, progress) if box else None)
 
 
 def _chat_format(checkpoint: Path) -> ChatFormat:
@@ -467,20 +471,18 @@ def _task_entry(task: Task, items: list[Item], truncated: int) -> dict[str, Any]
         "n_items": len(items),
         "truncated_items": truncated,
     }
-    entry.update(getattr(task, "manifest_fields", None) or {})  # lm-eval: few-shot k, groups
-    notes = getattr(task, "manifest_notes", None)  # e.g. needle tasks' skipped lengths
+    entry.update(task.manifest_fields)  # lm-eval: few-shot k, groups
+    notes = task.manifest_notes  # e.g. needle tasks' skipped lengths
     if notes:
-        entry["notes"] = notes
+        entry["notes"] = dict(notes)
     return entry
 
 
 def _with_haystack(tasks: list[Task], path: Path) -> list[Task]:
     """Needle tasks over a user's text file; an error when no selected task uses one."""
-    from evalkit.tasks.probes.niah import NiahTask
-
-    if not any(isinstance(t, NiahTask) for t in tasks):
+    if not any(t.needs.haystack for t in tasks):
         raise EvalkitError("--haystack is for needle-in-a-haystack tasks and none is selected")
-    return [t.with_haystack(path) if isinstance(t, NiahTask) else t for t in tasks]
+    return [t.with_haystack(path) if t.needs.haystack else t for t in tasks]
 
 
 def _mark(result: ItemResult, truncated: bool) -> ItemResult:

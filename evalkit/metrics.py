@@ -4,9 +4,38 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a reader needs to know of a per-item metric: its direction and its unit."""
+
+    name: str
+    higher_is_better: bool
+    unit: str = ""  # for axis labels; empty where the metric has none worth naming
+
+
+# The shared per-item metrics computed here, declared once: tasks take their direction from it,
+# reports their units. A task's own metrics (a probe's copy_loss) are declared on the task.
+CATALOG: Mapping[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("acc", True, "fraction of items"),
+        MetricInfo("acc_norm", True, "fraction of items"),
+        MetricInfo("exact_match", True, "fraction of items"),
+        MetricInfo("p_correct", True, "probability"),
+        MetricInfo("prob_correct", True, "probability"),
+        MetricInfo("p_correct_char", True),
+        MetricInfo("margin", True, "nats"),
+        MetricInfo("margin_char", True),
+        MetricInfo("bpb", False, "bits per byte"),
+        MetricInfo("logprob", True, "nats"),
+    )
+}
 
 
 def argmax(values: Sequence[float]) -> int:

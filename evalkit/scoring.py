@@ -67,8 +67,8 @@ def summary_scores(task: Task, results: Sequence[ItemResult], seed: int = 0) -> 
     """Rows for a task's `summaries` (probe tasks: few-shot slope, label sensitivity...) and,
     for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
     out: list[Score] = []
-    for s in getattr(task, "summaries", ()):
-        bucket = getattr(s, "bucket", None)
+    for s in task.summaries:
+        bucket = s.bucket
         if bucket is not None:
             out.extend(
                 _bucket_score(task, s.metric, bucket, s.cluster, s.higher_is_better, results)

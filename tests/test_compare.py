@@ -214,7 +214,8 @@ FEWSHOT_SPEC = """
 name: t_fs
 family: reasoning
 version: 1
-kind: multiple_choice
+kind: native
+request: multiple_choice
 docs: {generator: addition_mc, seed: 1, n: 30}
 prompt: "{a} + {b} ="
 choices: choices
@@ -256,9 +257,9 @@ def test_fewshot_becomes_turns_and_the_delimiter_goes(tmp_path: Path) -> None:
 
 
 def test_rolling_items_stay_and_unknown_prompts_are_one_turn() -> None:
-    from evalkit.tasks.base import Item
+    from evalkit.tasks.base import Item, TaskDefaults
 
-    class Plain:
+    class Plain(TaskDefaults):  # gives no chat turns: every prompt is one user turn
         name = "plain"
 
     rolling = Item(0, "text", (RollingLoglikelihood("text"),), "text")

@@ -11,7 +11,7 @@ import pytest
 from evalkit import metrics as M
 from evalkit.errors import EvalkitError
 from evalkit.requests import Generate, GenerateResult, Loglikelihood, LoglikelihoodResult
-from evalkit.tasks.generators import GENERATORS, generator
+from evalkit.tasks.generators import GENERATORS, generator_table
 from evalkit.tasks.native import NativeTask, load_spec
 from evalkit.tasks.registry import load_suite, native_specs, resolve_tasks
 
@@ -113,9 +113,12 @@ def test_duplicate_native_task_names_are_an_error(tmp_path: Path) -> None:
         native_specs([tmp_path])
 
 
-def test_registering_a_generator_twice_is_an_error() -> None:
+def test_listing_a_generator_twice_is_an_error() -> None:
     with pytest.raises(ValueError, match="twice"):
-        generator("addition_mc")(lambda rng, n: [])
+        generator_table([*GENERATORS.items(), ("addition_mc", lambda rng, n: [])])
+    # The table is read-only: nothing can overwrite a generator after import.
+    with pytest.raises(TypeError):
+        GENERATORS["addition_mc"] = lambda rng, n: []  # type: ignore[index]
 
 
 def test_generate_task_extracts_the_first_number(tmp_path: Path) -> None:
@@ -170,7 +173,7 @@ def test_generators_are_pinned() -> None:
 def test_smoke_suite_resolves_with_pinned_content() -> None:
     suite = load_suite("smoke")
     tasks = resolve_tasks(list(suite.tasks))
-    kinds = {t.spec.kind for t in tasks}  # type: ignore[attr-defined]
+    kinds = {t.spec.request for t in tasks}  # type: ignore[attr-defined]
     assert kinds == {"multiple_choice", "generate", "loglikelihood", "rolling"}
     hashes = {t.name: t.content_hash(t.items()) for t in tasks}
     assert hashes["smoke_arith_mc"] == (

@@ -12,9 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evalkit.scoring import FAMILY_PREFIX, Score
-from evalkit.tasks.code import CodeSpec
-from evalkit.tasks.native import TaskSpec
-from evalkit.tasks.probes.common import ProbeSpec
+from evalkit.tasks.kinds import KindSpec
 
 
 def print_scores(scores: Sequence[Score], console: Console | None = None) -> None:
@@ -77,7 +75,7 @@ def print_runs(runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | N
 
 
 def print_tasks(
-    specs: Sequence[TaskSpec | ProbeSpec | CodeSpec],
+    specs: Sequence[KindSpec],
     suites: Sequence[str],
     console: Console | None = None,
 ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from evalkit.analysis.compare import CompareOptions, CompareReport, compare_runs
 from evalkit.errors import EvalkitError
+from evalkit.metrics import CATALOG
 from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.markdown import num, pval, signed
@@ -153,16 +154,7 @@ def arrow(r: Row) -> str:
     return r.metric + (" ↑" if r.higher_is_better else " ↓")
 
 
-_UNITS = {
-    "acc": "fraction of items",
-    "acc_norm": "fraction of items",
-    "exact_match": "fraction of items",
-    "p_correct": "probability",
-    "prob_correct": "probability",
-    "bpb": "bits per byte",
-    "margin": "nats",
-    "logprob": "nats",
-}
+_UNITS = {m.name: m.unit for m in CATALOG.values() if m.unit}  # declared in evalkit.metrics
 
 
 def unit(metric: str) -> str:

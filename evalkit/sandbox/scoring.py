@@ -1,5 +1,5 @@
-"""Score code tasks: build their programs, run each distinct one once in the sandbox, hand the
-results back to the task."""
+"""Score code tasks: the sandbox as the runner of a task's programs
+(`evalkit.tasks.base.ScoringContext.run_programs`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,24 @@ from dataclasses import replace
 
 from evalkit.requests import Response
 from evalkit.sandbox.executor import Outcome, Sandbox
-from evalkit.tasks.base import Item, ItemResult
-from evalkit.tasks.code import ExecutedTask, Execution, TestedProgram
+from evalkit.tasks.base import Item, ItemResult, ProgramRunner, ScoringContext
+from evalkit.tasks.code import ExecutedTask, Execution, TestedProgram, score_by_running
+
+
+def program_runner(sandbox: Sandbox, progress: bool = False) -> ProgramRunner:
+    """Runs programs in `sandbox` under each task's own timeout."""
+
+    def run(programs: Sequence[TestedProgram | str], timeout_seconds: float) -> list[Execution]:
+        limits = replace(
+            sandbox.limits,
+            wall_seconds=timeout_seconds,
+            cpu_seconds=max(1, math.ceil(timeout_seconds)),
+        )
+        runner = Sandbox(sandbox.isolation, limits, sandbox.workers)
+        outcomes = _run(runner, list(programs), progress)
+        return [Execution(o.passed, o.status) for o in outcomes]
+
+    return run
 
 
 def score_executed(
@@ -20,22 +36,11 @@ def score_executed(
     sandbox: Sandbox,
     progress: bool = False,
 ) -> list[ItemResult]:
-    per_item = [task.programs(it, r) for it, r in zip(items, responses, strict=True)]
-    # Greedy and sampled completions often coincide: a program's result does not depend on
-    # which request produced it, so each distinct program runs once.
-    unique = list(dict.fromkeys(p for ps in per_item for p in ps))
-    limits = replace(
-        sandbox.limits,
-        wall_seconds=task.timeout_seconds,
-        cpu_seconds=max(1, math.ceil(task.timeout_seconds)),
-    )
-    runner = Sandbox(sandbox.isolation, limits, sandbox.workers)
-    outcomes = _run(runner, unique, progress)
-    found = {p: Execution(o.passed, o.status) for p, o in zip(unique, outcomes, strict=True)}
-    return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
+    context = ScoringContext(run_programs=program_runner(sandbox, progress))
+    return score_by_running(task, context, items, responses)
 
 
-def _run(sandbox: Sandbox, programs: list[TestedProgram], progress: bool) -> list[Outcome]:
+def _run(sandbox: Sandbox, programs: list[TestedProgram | str], progress: bool) -> list[Outcome]:
     if not progress:
         return sandbox.run(programs)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -5,9 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from evalkit.errors import EvalkitError
 from evalkit.requests import Request, Response
+
+if TYPE_CHECKING:  # types only: these modules build on this one
+    from evalkit.tasks.code import Execution, TestedProgram
+    from evalkit.tasks.groups import GroupSpec
+    from evalkit.tasks.options import RunOptions
 
 TagValue = str | int | float | bool
 # A per-item metric is a number, or (for lm-eval's weighted aggregations such as perplexity)
@@ -62,6 +69,68 @@ class MetricSpec:
     aggregate: Callable[[Sequence[MetricValue]], float] = mean
     # True when `aggregate` is the plain mean: CIs can then be computed in closed form.
     is_mean: bool = True
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The items a per-bucket row averages: those whose tags equal all of `tags` (k = 4; a
+    length and a depth; a label condition). The row then carries these items' own n and the
+    interval of their mean (Wilson for 0/1, bootstrap-t else), not the task's."""
+
+    metric: str
+    tags: tuple[tuple[str, TagValue], ...]
+
+    def members(self, results: Sequence[ItemResult]) -> list[ItemResult]:
+        return [r for r in results if all(r.tags.get(k) == v for k, v in self.tags)]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A task-level number derived from all of a task's per-item results (a slope, a ratio, a
+    difference of conditions), written to scores.parquet as its own metric row.
+
+    The CI resamples whole `cluster`s (the values of that tag, e.g. the test document behind
+    several items) with replacement. Only scores belong here: run facts (a window, counts of
+    items left out) go to the task's `manifest_notes`. A summary that is not defined on a run
+    (NaN: a slope over a single k) writes no row."""
+
+    metric: str
+    compute: Callable[[Sequence[ItemResult]], float]
+    higher_is_better: bool = True
+    cluster: str | None = "test_doc"
+    bucket: Bucket | None = None  # a mean over a subset of the items: its own n and interval
+
+
+@dataclass(frozen=True)
+class Turns:
+    """A prompt split into demonstrations (question, answer) and the final question: how a
+    chat template shows it (`evalkit.tasks.chat`)."""
+
+    shots: tuple[tuple[str, str], ...]
+    question: str
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a task needs from the run beyond its items and the model's responses."""
+
+    sandbox: bool = False  # scored by running generated programs (ScoringContext.run_programs)
+    haystack: bool = False  # takes a user's filler text (--haystack; `Task.with_haystack`)
+
+
+class ProgramRunner(Protocol):
+    """Runs programs in isolation, each at most `timeout_seconds`; results in order."""
+
+    def __call__(
+        self, programs: Sequence[TestedProgram | str], timeout_seconds: float
+    ) -> Sequence[Execution]: ...
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What the run hands tasks at scoring time (only what their `needs` ask for)."""
+
+    run_programs: ProgramRunner | None = None
 
 
 class TextTokenizer(Protocol):
@@ -152,6 +221,112 @@ class Task(Protocol):
     ) -> list[ItemResult]:
         """Per-item results; `responses[i]` answers `items[i].requests` in order."""
         ...
+
+    # -- optional members: `TaskDefaults` gives a task that has none of them -------------------
+    @property
+    def needs(self) -> Needs: ...
+
+    @property
+    def summaries(self) -> tuple[Summary, ...]:
+        """Task-level rows beside the per-item means (slopes, buckets...)."""
+        ...
+
+    @property
+    def manifest_notes(self) -> Mapping[str, Any]:
+        """Run facts the manifest keeps under the task's `notes` (empty: none)."""
+        ...
+
+    @property
+    def manifest_fields(self) -> Mapping[str, Any]:
+        """Fields the manifest's task entry carries beside the common ones (lm-eval's k...)."""
+        ...
+
+    def chat_turns(self, item: Item) -> Turns | None:
+        """`item`'s prompt as chat turns; None: the task shows it as one user turn."""
+        ...
+
+    def with_haystack(self, path: Path) -> Task:
+        """This task over a user's filler text (only when `needs.haystack`)."""
+        ...
+
+    @property
+    def accepts_options(self) -> bool:
+        """Whether `with_options` defines this task under --num-fewshot/--gen-kwargs/--seed."""
+        ...
+
+    def with_options(self, options: RunOptions) -> Task:
+        """This task under the run's options (only when `accepts_options`)."""
+        ...
+
+    def in_family(self, family: str) -> Task:
+        """This task counted in `family` (a suite's `families`; lm-eval tasks move)."""
+        ...
+
+    @property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        """lm-eval groups whose aggregate rows this task feeds (`evalkit.group_scores`)."""
+        ...
+
+    def score_in(
+        self,
+        context: ScoringContext,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+    ) -> list[ItemResult]:
+        """`score`, with what the run provides (a sandbox...) for tasks that need it."""
+        ...
+
+
+class TaskDefaults:
+    """The optional members of `Task` for a task without them (subclass it first)."""
+
+    needs: Needs = Needs()
+    accepts_options: bool = False
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def with_options(self, options: RunOptions) -> Task:
+        raise EvalkitError(f"task {self.name} takes no run options")
+
+    def in_family(self, family: str) -> Task:
+        return self  # type: ignore[return-value]  # (a TaskDefaults subclass is a Task)
+
+    @property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        return ()
+
+    @property
+    def summaries(self) -> tuple[Summary, ...]:
+        return ()
+
+    @property
+    def manifest_notes(self) -> Mapping[str, Any]:
+        return {}
+
+    @property
+    def manifest_fields(self) -> Mapping[str, Any]:
+        return {}
+
+    def chat_turns(self, item: Item) -> Turns | None:
+        return None
+
+    def with_haystack(self, path: Path) -> Task:
+        raise EvalkitError(f"task {self.name} takes no haystack")
+
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        raise NotImplementedError
+
+    def score_in(
+        self,
+        context: ScoringContext,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+    ) -> list[ItemResult]:
+        return self.score(items, responses)
 
 
 def items_hash(items: Sequence[Item]) -> str:

@@ -14,16 +14,16 @@ Formatting follows lm-eval's `apply_chat_template` with `fewshot_as_multiturn`:
 - generation prompts are replaced by the rendered conversation; stop sequences stay;
 - rolling (perplexity) items are text, not questions, and are left as they are.
 
-Items whose prompt cannot be split into turns (lm-eval tasks, or a native prompt that does not
-rebuild exactly), and any other context a request carries, become a single user turn holding
-the whole text.
+How a prompt splits into turns is the task's own declaration (`Task.chat_turns`; native tasks
+split their few-shot demonstrations). A task that gives no turns (lm-eval tasks, probes, code),
+and any other context a request carries, becomes a single user turn holding the whole text;
+`chat_all` counts those items per task so the manifest records it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.requests import Generate, Loglikelihood, Request
-from evalkit.tasks.base import Item, Task
+from evalkit.tasks.base import Item, Task, Turns
 
 Message = dict[str, str]
 # Renders a conversation and appends the assistant's generation prompt.
@@ -78,53 +78,6 @@ def template_hash(template: str) -> str:
     return hashlib.sha256(template.encode("utf-8")).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Turns:
-    """A prompt split into demonstrations (question, answer) and the final question."""
-
-    shots: tuple[tuple[str, str], ...]
-    question: str
-
-
-def native_turns(task: Task, item: Item) -> Turns | None:
-    """Rebuild a native task's prompt as turns; None when it does not rebuild exactly."""
-    spec = getattr(task, "spec", None)
-    docs_fn = getattr(task, "docs", None)
-    if spec is None or docs_fn is None:
-        return None
-    try:
-        docs: list[Mapping[str, Any]] = docs_fn()
-        i = item.doc_id
-        question = spec.prompt.format_map(docs[i])
-        shots: list[tuple[str, str]] = []
-        k = spec.fewshot.k
-        if k:
-            rng = random.Random(f"{spec.fewshot.seed}:{i}")
-            pool = [j for j in range(len(docs)) if j != i]
-            for j in rng.sample(pool, k):
-                shots.append((spec.prompt.format_map(docs[j]), _answer(spec, docs[j])))
-    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
-        return None
-    sep = spec.fewshot.separator
-    # As native.py joins them: a log-likelihood continuation carries its own spacing, the
-    # other kinds put the target delimiter between a demonstration's prompt and its answer.
-    delim = "" if spec.kind == "loglikelihood" else spec.target_delimiter
-    rebuilt = "".join(q + delim + a + sep for q, a in shots) + question
-    if rebuilt != item.prompt:
-        return None
-    return Turns(tuple((q, a.strip()) for q, a in shots), question)
-
-
-def _answer(spec: Any, doc: Mapping[str, Any]) -> str:
-    """A demonstration's answer as the raw prompt shows it (without the target delimiter for
-    multiple choice and generation; a log-likelihood continuation includes its own spacing)."""
-    if spec.kind == "multiple_choice":
-        return str(doc[spec.choices][doc[spec.gold]])
-    if spec.kind == "loglikelihood":
-        return str(spec.continuation.format_map(doc))
-    return str(spec.target.format_map(doc))
-
-
 def messages_for(turns: Turns, fmt: ChatFormat) -> list[Message]:
     messages: list[Message] = []
     if fmt.system:
@@ -141,19 +94,25 @@ def messages_for(turns: Turns, fmt: ChatFormat) -> list[Message]:
 
 
 def chat_item(task: Task, item: Item, fmt: ChatFormat) -> Item:
-    """`item` as a chat checkpoint sees it through `fmt`'s template.
+    """`item` as a chat checkpoint sees it through `fmt`'s template."""
+    return _chat_item(task, item, fmt)[0]
 
-    The item's own prompt becomes turns (see `native_turns`); any other context a request
-    carries (a probe that asks one document several ways) becomes a single user turn; an empty
-    context (an unconditional log-likelihood) stays empty.
+
+def _chat_item(task: Task, item: Item, fmt: ChatFormat) -> tuple[Item, bool]:
+    """`item` through `fmt`'s template, and whether its prompt became a single user turn.
+
+    The item's own prompt becomes the turns the task gives (`Task.chat_turns`); any other
+    context a request carries (a probe that asks one document several ways) becomes a single
+    user turn; an empty context (an unconditional log-likelihood) stays empty.
     """
     if not any(isinstance(r, Loglikelihood | Generate) for r in item.requests):
-        return item  # rolling text: nothing to format
+        return item, False  # rolling text: nothing to format
+    own = task.chat_turns(item)
     rendered: dict[str, str] = {}
 
     def render(text: str) -> str:
         if text not in rendered:
-            turns = native_turns(task, item) if text == item.prompt else None
+            turns = own if text == item.prompt else None
             context = fmt.render(messages_for(turns or Turns((), text.rstrip()), fmt))
             if not context:
                 raise EvalkitError(f"task {task.name}: the chat template rendered an empty prompt")
@@ -172,8 +131,24 @@ def chat_item(task: Task, item: Item, fmt: ChatFormat) -> Item:
             requests.append(replace(r, prompt=render(r.prompt)))
         else:
             requests.append(r)
-    return replace(item, prompt=render(item.prompt), requests=tuple(requests))
+    return replace(item, prompt=render(item.prompt), requests=tuple(requests)), own is None
 
 
 def chat_items(task: Task, items: Sequence[Item], fmt: ChatFormat) -> list[Item]:
     return [chat_item(task, it, fmt) for it in items]
+
+
+def chat_all(
+    tasks: Sequence[Task], items: Mapping[str, Sequence[Item]], fmt: ChatFormat
+) -> tuple[dict[str, list[Item]], dict[str, int]]:
+    """Every task's items through `fmt`, and per task the number of items shown as a single
+    user turn (the task gave no turns for them); tasks with none are left out."""
+    out: dict[str, list[Item]] = {}
+    single: dict[str, int] = {}
+    for t in tasks:
+        done = [_chat_item(t, it, fmt) for it in items[t.name]]
+        out[t.name] = [it for it, _ in done]
+        n = sum(one for _, one in done)
+        if n:
+            single[t.name] = n
+    return out, single

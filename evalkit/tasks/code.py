@@ -41,7 +41,10 @@ from evalkit.tasks.base import (
     Item,
     ItemResult,
     MetricSpec,
+    Needs,
+    ScoringContext,
     TagValue,
+    TaskDefaults,
     TokenizerInfo,
     items_hash,
     text_hash,
@@ -297,10 +300,16 @@ class ExecutedTask(Protocol):
     """A task whose items are scored by running programs built from the model's output."""
 
     @property
+    def name(self) -> str: ...
+
+    @property
     def timeout_seconds(self) -> float: ...
 
-    def programs(self, item: Item, responses: Sequence[Response]) -> tuple[TestedProgram, ...]:
-        """Every program to run for one item (greedy first, then the samples)."""
+    def programs(
+        self, item: Item, responses: Sequence[Response]
+    ) -> tuple[TestedProgram | str, ...]:
+        """Every program to run for one item (greedy first, then the samples); a plain string
+        is a whole program that passes by running to the end."""
         ...
 
     def score_executed(
@@ -311,12 +320,35 @@ class ExecutedTask(Protocol):
     ) -> list[ItemResult]: ...
 
 
-class CodeTask:
+def score_by_running(
+    task: ExecutedTask,
+    context: ScoringContext,
+    items: Sequence[Item],
+    responses: Sequence[Sequence[Response]],
+) -> list[ItemResult]:
+    """Build every item's programs, run each distinct one once through the context's runner,
+    and hand the results back to the task."""
+    if context.run_programs is None:
+        raise EvalkitError(f"task {task.name} runs generated code and the run has no sandbox")
+    per_item = [task.programs(it, r) for it, r in zip(items, responses, strict=True)]
+    # Greedy and sampled completions often coincide: a program's result does not depend on
+    # which request produced it, so each distinct program runs once.
+    unique = list(dict.fromkeys(p for ps in per_item for p in ps))
+    runs = context.run_programs(unique, task.timeout_seconds)
+    found = dict(zip(unique, runs, strict=True))
+    return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
+
+
+class CodeTask(TaskDefaults):
+    needs = Needs(sandbox=True)
+
     source = "native"
 
     def __init__(self, spec: CodeSpec) -> None:
         self.spec = spec
         self._problems: list[Problem] | None = None
+
+    accepts_options = True
 
     def with_options(self, options: RunOptions) -> CodeTask:
         """--seed reseeds the sampled generations; code tasks define no few-shot count and
@@ -354,7 +386,7 @@ class CodeTask:
         out = [MetricSpec("pass@1")]
         if self.spec.sampling.n:
             out += [MetricSpec(f"pass@{k}_sampled") for k in self.spec.sampling.ks]
-        out.append(MetricSpec("bpb", higher_is_better=False))
+        out.append(MetricSpec("bpb", higher_is_better=M.CATALOG["bpb"].higher_is_better))
         return tuple(out)
 
     def problems(self) -> list[Problem]:
@@ -449,6 +481,14 @@ class CodeTask:
         raise EvalkitError(
             f"task {self.name} runs generated code: score it through evalkit.sandbox"
         )
+
+    def score_in(
+        self,
+        context: ScoringContext,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+    ) -> list[ItemResult]:
+        return score_by_running(self, context, items, responses)
 
     def score_executed(
         self,

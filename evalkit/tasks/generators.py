@@ -1,30 +1,63 @@
-"""Seeded document generators for native tasks, by name.
+"""Seeded document generators for native tasks: ONE explicit table of names.
 
 A generator is `fn(rng, n, **params) -> list[dict]`: the same seed and params always give the
-same documents. Registering a name twice is an error, never a silent overwrite.
+same documents. The table below is the only place a name is given; importing a generator module
+registers nothing (no import side effects, no import cycle). A name listed twice is an error,
+never a silent overwrite. To add a generator: write the function in a module, add one line here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
-Doc = dict[str, Any]
-Generator = Callable[..., list[Doc]]
+from evalkit.tasks import basic_docgen as basic
+from evalkit.tasks.basic_docgen import KV_FACT_KEYS, Doc, Generator, kv_fact_value
+from evalkit.tasks.probes import docgen as transfer
 
-GENERATORS: dict[str, Generator] = {}
+# KV_FACT_KEYS and kv_fact_value are re-exported for examples/train_tiny.py (the kv slice's facts).
+__all__ = [
+    "GENERATORS",
+    "KV_FACT_KEYS",
+    "Doc",
+    "Generator",
+    "generator_table",
+    "get_generator",
+    "kv_fact_value",
+]
 
 
-def generator(name: str) -> Callable[[Generator], Generator]:
-    def register(fn: Generator) -> Generator:
-        if name in GENERATORS:
-            raise ValueError(f"generator {name!r} is registered twice")
-        GENERATORS[name] = fn
-        return fn
+def generator_table(entries: Iterable[tuple[str, Generator]]) -> Mapping[str, Generator]:
+    """A read-only name -> generator mapping; a name given twice is an error."""
+    table: dict[str, Generator] = {}
+    for name, fn in entries:
+        if name in table:
+            raise ValueError(f"generator {name!r} is listed twice")
+        table[name] = fn
+    return MappingProxyType(table)
 
-    return register
+
+GENERATORS: Mapping[str, Generator] = generator_table(
+    [
+        # the training slices' formats (basic_docgen)
+        ("addition_mc", basic.addition_mc),
+        ("kv_recall", basic.kv_recall),
+        ("kv_facts_mc", basic.kv_facts_mc),
+        ("prose", basic.prose),
+        ("random_letters", basic.random_letters),
+        # the transfer families (probes/docgen)
+        ("arith_chain_mc", transfer.arith_chain_mc),
+        ("gsm_word_problems", transfer.gsm_word_problems),
+        ("logical_deduction_mc", transfer.logical_deduction_mc),
+        ("number_words_mc", transfer.number_words_mc),
+        ("mgsm_mc", transfer.mgsm_mc),
+        ("sentence_match_mc", transfer.sentence_match_mc),
+        ("function_learning_mc", transfer.function_learning_mc),
+        ("category_words", transfer.category_words),
+        ("made_up_mapping_mc", transfer.made_up_mapping_mc),
+        ("long_story", transfer.long_story),
+    ]
+)
 
 
 def get_generator(name: str) -> Generator:
@@ -33,135 +66,3 @@ def get_generator(name: str) -> Generator:
     except KeyError:
         known = ", ".join(sorted(GENERATORS))
         raise KeyError(f"unknown generator {name!r} (known: {known})") from None
-
-
-def _distractors(rng: random.Random, answer: int, k: int, spread: int = 5) -> list[int]:
-    """k distinct wrong non-negative integers near `answer`."""
-    pool = [answer + d for d in range(-spread, spread + 1) if d != 0 and answer + d >= 0]
-    return rng.sample(pool, k)
-
-
-@generator("addition_mc")
-def addition_mc(
-    rng: random.Random, n: int, max_operand: int = 19, n_choices: int = 4, min_operand: int = 0
-) -> list[Doc]:
-    """`a + b =` with the true sum among near-miss distractors (the arithmetic slice's format).
-
-    `min_operand` above 19 gives sums the arithmetic slice never states (contamination tests).
-    """
-    span = range(min_operand, max_operand + 1)
-    pairs = [(a, b) for a in span for b in span]
-    rng.shuffle(pairs)
-    docs = []
-    for a, b in pairs[:n]:
-        wrong = _distractors(rng, a + b, n_choices - 1)
-        choices = [a + b, *wrong]
-        rng.shuffle(choices)
-        docs.append(
-            {
-                "a": a,
-                "b": b,
-                "answer": str(a + b),
-                "choices": [str(c) for c in choices],
-                "gold": choices.index(a + b),
-                "difficulty": "carry" if (a % 10) + (b % 10) >= 10 else "no_carry",
-            }
-        )
-    return docs
-
-
-_KEY_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-@generator("kv_recall")
-def kv_recall(rng: random.Random, n: int, min_records: int = 3, max_records: int = 8) -> list[Doc]:
-    """Records `key K is V.` then a query for one of them (the key-value slice's format)."""
-    docs = []
-    for _ in range(n):
-        count = rng.randint(min_records, max_records)
-        keys: list[str] = []
-        while len(keys) < count:
-            k = "".join(rng.choice(_KEY_LETTERS) for _ in range(3))
-            if k not in keys:
-                keys.append(k)
-        values = [str(rng.randint(10, 99)) for _ in keys]
-        pick = rng.randrange(count)
-        records = "\n".join(f"key {k} is {v}." for k, v in zip(keys, values, strict=True))
-        docs.append(
-            {
-                "records": records,
-                "key": keys[pick],
-                "value": values[pick],
-                "n_records": count,
-                "position": pick,
-            }
-        )
-    return docs
-
-
-# The keys of the key-value slice (examples/train_tiny.py imports them as KV_KEYS). Real 3-letter
-# words rather than random letter triples: each becomes one BPE token, so in-context lookup
-# needs a one-token match (random triples split into 2-3 tokens stayed at chance on CPU).
-KV_FACT_KEYS: tuple[str, ...] = (
-    "ant", "ape", "arm", "art", "ash", "bag", "bat", "bed", "bee", "box", "bus", "cab", "cap",
-    "car", "cat", "cow", "cup", "day", "den", "dog", "ear", "egg", "elf", "elk", "eye", "fan",
-    "fig", "fox", "gem", "gum", "hat", "hen", "hog", "hut", "ice", "ink", "jam", "jar", "jet",
-    "kit", "leg", "lid", "map", "mat", "mop", "mud", "mug", "net", "nut", "oak", "owl", "pan",
-    "pea", "pen", "pig", "pin", "pot", "rat", "ray", "rug", "sea", "sky", "sun", "tea", "tin",
-    "toe", "toy", "tub", "van", "web", "wig", "yak", "zoo",
-)  # fmt: skip
-
-
-def kv_fact_value(key: str) -> int:
-    """The fixed value of `key` in the facts variant of the kv slice (train_tiny --kv-facts): a
-    stable hash, so the table needs no storage."""
-    return 10 + int(hashlib.sha256(f"kv-fact:{key}".encode()).hexdigest(), 16) % 90
-
-
-@generator("kv_facts_mc")
-def kv_facts_mc(rng: random.Random, n: int, n_choices: int = 4) -> list[Doc]:
-    """Closed-book recall `key K is` -> its fixed value among other facts' values."""
-    values = sorted({kv_fact_value(k) for k in KV_FACT_KEYS})
-    docs = []
-    for key in KV_FACT_KEYS[:n]:
-        truth = kv_fact_value(key)
-        choices = [truth, *rng.sample([v for v in values if v != truth], n_choices - 1)]
-        rng.shuffle(choices)
-        docs.append(
-            {
-                "key": key,
-                "answer": str(truth),
-                "choices": [str(c) for c in choices],
-                "gold": choices.index(truth),
-            }
-        )
-    return docs
-
-
-_SUBJECTS = ["The quiet river", "A tall tree", "The old man", "A small bird", "The red house"]
-_VERBS = ["carries", "watches", "finds", "holds", "follows"]
-_OBJECTS = ["a small boat", "the morning light", "an open door", "the green field", "a warm stone"]
-
-
-@generator("prose")
-def prose(rng: random.Random, n: int, sentences: int = 3) -> list[Doc]:
-    """Filler sentences from a small grammar (the prose slice's format)."""
-    docs = []
-    for _ in range(n):
-        text = " ".join(
-            f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}."
-            for _ in range(sentences)
-        )
-        docs.append({"text": text, "n_sentences": sentences})
-    return docs
-
-
-@generator("random_letters")
-def random_letters(rng: random.Random, n: int, length: int = 40) -> list[Doc]:
-    """Uniformly random lowercase strings: a control no checkpoint has seen."""
-    return [{"text": "".join(rng.choice(_KEY_LETTERS) for _ in range(length))} for _ in range(n)]
-
-
-# The transfer families' generators register themselves on import (kept last: they use
-# `generator` above).
-from evalkit.tasks.probes import docgen as _transfer_docgen  # noqa: E402,F401

@@ -42,6 +42,7 @@ from evalkit.tasks.base import (
     ItemResult,
     MetricSpec,
     MetricValue,
+    TaskDefaults,
     TokenizerInfo,
     check_metric_names,
     items_hash,
@@ -338,7 +339,7 @@ def _as_text(filtered: Any) -> str:
     return str(filtered)
 
 
-class LMEvalTask:
+class LMEvalTask(TaskDefaults):
     """One lm-eval task (a leaf: groups are expanded by `load_lmeval_tasks`)."""
 
     source = SOURCE
@@ -394,6 +395,8 @@ class LMEvalTask:
         if not self._groups:
             self._family = family
         return self
+
+    accepts_options = True
 
     def with_options(self, options: RunOptions) -> LMEvalTask:
         """--num-fewshot, --gen-kwargs and --seed applied as lm-eval's `simple_evaluate` applies

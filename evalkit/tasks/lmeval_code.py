@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from evalkit.requests import Response
-from evalkit.tasks.base import Item, ItemResult, MetricSpec
-from evalkit.tasks.code import Execution
+from evalkit.tasks.base import Item, ItemResult, MetricSpec, Needs, ScoringContext
+from evalkit.tasks.code import Execution, score_by_running
 from evalkit.tasks.lmeval import LMEvalTask
 
 # code_eval's defaults: compute(..., k=[1, 10, 100], timeout=3.0).
@@ -132,6 +132,7 @@ class LMEvalCodeTask(LMEvalTask):
     """An lm-eval task that executes model-written code, executed in evalkit's sandbox."""
 
     executes_code = True
+    needs = Needs(sandbox=True)
 
     def __init__(self, task: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(task, *args, **kwargs)
@@ -196,6 +197,14 @@ class LMEvalCodeTask(LMEvalTask):
         raise EvalkitError(
             f"task {self.name} runs generated code: score it through evalkit.sandbox"
         )
+
+    def score_in(
+        self,
+        context: ScoringContext,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+    ) -> list[ItemResult]:
+        return score_by_running(self, context, items, responses)
 
     def score_executed(
         self,

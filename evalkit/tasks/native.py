@@ -33,7 +33,9 @@ from evalkit.tasks.base import (
     ItemResult,
     MetricSpec,
     TagValue,
+    TaskDefaults,
     TokenizerInfo,
+    Turns,
     items_hash,
     text_hash,
 )
@@ -41,24 +43,25 @@ from evalkit.tasks.generators import get_generator
 from evalkit.tasks.options import RunOptions, native_generation
 from evalkit.tasks.templates import Renderer
 
-Kind = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
-KINDS: tuple[str, ...] = ("multiple_choice", "loglikelihood", "rolling", "generate")
+# The request shape of a `kind: native` task (YAML `request`).
+RequestShape = Literal["multiple_choice", "loglikelihood", "rolling", "generate"]
+REQUEST_SHAPES: tuple[str, ...] = ("multiple_choice", "loglikelihood", "rolling", "generate")
 
-# Which metrics each kind can compute, and whether higher is better.
-KIND_METRICS: dict[str, dict[str, bool]] = {
-    "multiple_choice": {
-        "acc": True,
-        "acc_norm": True,
-        "p_correct": True,
-        "bpb": False,
-        "prob_correct": True,
-        "margin": True,
-        "p_correct_char": True,
-        "margin_char": True,
-    },
-    "loglikelihood": {"acc": True, "bpb": False, "logprob": True},
-    "rolling": {"bpb": False, "logprob": True},
-    "generate": {"exact_match": True},
+# Which metrics each request shape can compute (their direction and unit: `M.CATALOG`).
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "multiple_choice": (
+        "acc",
+        "acc_norm",
+        "p_correct",
+        "bpb",
+        "prob_correct",
+        "margin",
+        "p_correct_char",
+        "margin_char",
+    ),
+    "loglikelihood": ("acc", "bpb", "logprob"),
+    "rolling": ("bpb", "logprob"),
+    "generate": ("exact_match",),
 }
 
 _COMMON_KEYS = {
@@ -67,6 +70,7 @@ _COMMON_KEYS = {
     "version",
     "description",
     "kind",
+    "request",
     "docs",
     "fewshot",
     "tags",
@@ -110,7 +114,7 @@ class TaskSpec:
     name: str
     family: str
     version: str
-    kind: Kind
+    request: RequestShape
     docs: DocsSpec
     metrics: tuple[str, ...]
     source_file: Path
@@ -128,12 +132,26 @@ class TaskSpec:
     fewshot: FewShotSpec = FewShotSpec()
     tags: tuple[str, ...] = ()
 
+    @property
+    def kind(self) -> str:
+        return f"native:{self.request}"
+
+
+def migrate(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The old spelling `kind: <request shape>` read as `kind: native, request: <shape>`
+    (documented in docs/tasks.md; the shipped files use the new one)."""
+    kind = raw.get("kind")
+    if isinstance(kind, str) and kind in REQUEST_SHAPES and "request" not in raw:
+        return {**raw, "kind": "native", "request": kind}
+    return raw
+
 
 def _fail(path: Path, message: str) -> EvalkitError:
     return EvalkitError(f"malformed task spec {path}: {message}")
 
 
 def load_spec(path: Path) -> TaskSpec:
+    """The `kind: native` spec in the file at `path` (old spelling accepted, see `migrate`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -142,15 +160,27 @@ def load_spec(path: Path) -> TaskSpec:
         raise _fail(path, f"invalid YAML{where}") from None
     if not isinstance(raw, dict):
         raise _fail(path, "expected a mapping at the top level")
-    for key in ("name", "family", "version", "kind", "docs"):
+    return load_spec_raw(path, raw)
+
+
+def load_spec_raw(path: Path, raw: Mapping[str, Any]) -> TaskSpec:
+    """The `kind: native` spec of `raw`, parsed from the file at `path`."""
+    raw = migrate(raw)
+    if "kind" in raw and raw["kind"] != "native":
+        raise _fail(
+            path,
+            f"kind must be one of native (or, old spelling, {', '.join(REQUEST_SHAPES)}), "
+            f"got {raw['kind']!r}",
+        )
+    for key in ("name", "family", "version", "kind", "request", "docs"):
         if key not in raw:
             raise _fail(path, f"missing required key {key!r}")
-    kind = raw["kind"]
-    if kind not in KINDS:
-        raise _fail(path, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    unknown = set(raw) - _COMMON_KEYS - _KIND_KEYS[kind]
+    shape = raw["request"]
+    if shape not in REQUEST_SHAPES:
+        raise _fail(path, f"request must be one of {', '.join(REQUEST_SHAPES)}, got {shape!r}")
+    unknown = set(raw) - _COMMON_KEYS - _KIND_KEYS[shape]
     if unknown:
-        raise _fail(path, f"unknown key(s) for kind {kind}: {', '.join(sorted(unknown))}")
+        raise _fail(path, f"unknown key(s) for request {shape}: {', '.join(sorted(unknown))}")
     docs_raw = raw["docs"]
     if not isinstance(docs_raw, dict):
         raise _fail(path, "'docs' must be a mapping with 'generator' or 'path'")
@@ -165,20 +195,23 @@ def load_spec(path: Path) -> TaskSpec:
     )
     if docs.generator is not None and docs.n <= 0:
         raise _fail(path, "'docs.n' must be a positive number of documents")
-    allowed = KIND_METRICS[kind]
+    allowed = KIND_METRICS[shape]
     metrics = tuple(raw.get("metrics") or allowed)
     bad = [m for m in metrics if m not in allowed]
     if bad:
-        raise _fail(path, f"metric(s) {bad} not available for kind {kind} ({', '.join(allowed)})")
+        raise _fail(
+            path,
+            f"metric(s) {bad} not available for kind native with request {shape} ({', '.join(allowed)})",
+        )
     required = {
         "multiple_choice": ("prompt", "choices", "gold"),
         "loglikelihood": ("prompt", "continuation"),
         "rolling": ("text",),
         "generate": ("prompt", "target"),
-    }[kind]
+    }[shape]
     for key in required:
         if not isinstance(raw.get(key), str):
-            raise _fail(path, f"kind {kind} needs a string {key!r}")
+            raise _fail(path, f"request {shape} needs a string {key!r}")
     fewshot_raw = raw.get("fewshot") or {}
     fewshot = FewShotSpec(
         k=int(fewshot_raw.get("k", 0)),
@@ -186,7 +219,7 @@ def load_spec(path: Path) -> TaskSpec:
         separator=str(fewshot_raw.get("separator", "\n\n")),
         overridable=bool(fewshot_raw.get("overridable", False)),
     )
-    if fewshot.k and kind == "rolling":
+    if fewshot.k and shape == "rolling":
         raise _fail(path, "rolling tasks take no few-shot examples")
     extract_raw = raw.get("extract")
     extract = None
@@ -202,7 +235,7 @@ def load_spec(path: Path) -> TaskSpec:
         name=str(raw["name"]),
         family=str(raw["family"]),
         version=str(raw["version"]),
-        kind=kind,
+        request=shape,
         docs=docs,
         metrics=metrics,
         source_file=path,
@@ -222,7 +255,7 @@ def load_spec(path: Path) -> TaskSpec:
     )
 
 
-class NativeTask:
+class NativeTask(TaskDefaults):
     source = "native"
 
     def __init__(self, spec: TaskSpec) -> None:
@@ -242,12 +275,14 @@ class NativeTask:
     def version(self) -> str:
         return self.spec.version
 
+    accepts_options = True
+
     def with_options(self, options: RunOptions) -> NativeTask:
         """This task under --num-fewshot / --gen-kwargs / --seed (`evalkit.tasks.options`)."""
         s = self.spec
         fewshot = s.fewshot
         if options.num_fewshot is not None and options.num_fewshot != fewshot.k:
-            if not fewshot.overridable or s.kind == "rolling":
+            if not fewshot.overridable or s.request == "rolling":
                 raise EvalkitError(
                     f"--num-fewshot: native task {s.name} fixes k={fewshot.k} in "
                     f"{s.source_file} (its fewshot section does not say overridable: true)"
@@ -256,15 +291,17 @@ class NativeTask:
         if options.seed is not None and fewshot.k:
             fewshot = dataclasses.replace(fewshot, seed=options.seed)
         stop, max_tokens = s.stop, s.max_tokens
-        if options.gen_kwargs and s.kind == "generate":
+        if options.gen_kwargs and s.request == "generate":
             stop, max_tokens = native_generation(s.name, options.gen_kwargs, stop, max_tokens)
         spec = dataclasses.replace(s, fewshot=fewshot, stop=stop, max_tokens=max_tokens)
         return self if spec == s else NativeTask(spec)
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
-        better = KIND_METRICS[self.spec.kind]
-        return tuple(MetricSpec(name=m, higher_is_better=better[m]) for m in self.spec.metrics)
+        return tuple(
+            MetricSpec(name=m, higher_is_better=M.CATALOG[m].higher_is_better)
+            for m in self.spec.metrics
+        )
 
     # -- documents ------------------------------------------------------------------------
     def docs(self) -> list[dict[str, Any]]:
@@ -310,32 +347,53 @@ class NativeTask:
             raise EvalkitError(f"task {self.name}: doc {i} has gold index {gold!r} out of range")
         return [str(c) for c in choices], gold
 
-    def _answer(self, doc: Mapping[str, Any], i: int) -> str:
-        """The text a demonstration shows after its prompt."""
+    def _answer_text(self, doc: Mapping[str, Any], i: int) -> str:
+        """A demonstration's answer without the target delimiter (a log-likelihood
+        continuation carries its own spacing)."""
         s = self.spec
-        if s.kind == "multiple_choice":
+        if s.request == "multiple_choice":
             choices, gold = self._choices(doc, i)
-            return s.target_delimiter + choices[gold]
-        if s.kind == "loglikelihood":
+            return choices[gold]
+        if s.request == "loglikelihood":
             return self._r.render("continuation", s.continuation, doc, i)
-        return s.target_delimiter + self._r.render("target", s.target, doc, i)
+        return self._r.render("target", s.target, doc, i)
 
-    def _demonstrations(self, docs: list[dict[str, Any]], i: int) -> str:
+    def _delimiter(self) -> str:
+        """What separates a demonstration's prompt from its answer."""
+        return "" if self.spec.request == "loglikelihood" else self.spec.target_delimiter
+
+    def _shots(self, docs: list[dict[str, Any]], i: int) -> list[tuple[str, str]]:
+        """Item i's demonstrations as (prompt, answer without delimiter)."""
         k = self.spec.fewshot.k
         if k == 0:
-            return ""
+            return []
         if k >= len(docs):
             raise EvalkitError(f"task {self.name}: {k}-shot needs more than {len(docs)} docs")
         # Seeded per item, never including the item itself.
         rng = random.Random(f"{self.spec.fewshot.seed}:{i}")
         pool = [j for j in range(len(docs)) if j != i]
-        shots = rng.sample(pool, k)
-        sep = self.spec.fewshot.separator
-        parts = [
-            self._r.render("prompt", self.spec.prompt, docs[j], j) + self._answer(docs[j], j)
-            for j in shots
+        return [
+            (self._r.render("prompt", self.spec.prompt, docs[j], j), self._answer_text(docs[j], j))
+            for j in rng.sample(pool, k)
         ]
-        return sep.join(parts) + sep
+
+    def _demonstrations(self, docs: list[dict[str, Any]], i: int) -> str:
+        sep, delim = self.spec.fewshot.separator, self._delimiter()
+        return "".join(q + delim + a + sep for q, a in self._shots(docs, i))
+
+    def chat_turns(self, item: Item) -> Turns | None:
+        """Each demonstration as a (question, answer) turn pair, then the item's question.
+        None (one user turn) for rolling text, which has no question."""
+        if self.spec.request == "rolling":
+            return None
+        docs = self.docs()
+        i = item.doc_id
+        shots = self._shots(docs, i)
+        question = self._r.render("prompt", self.spec.prompt, docs[i], i)
+        if self._demonstrations(docs, i) + question != item.prompt:
+            # Not this task's item as built (a caller's edit): shown as one turn, recorded.
+            return None
+        return Turns(tuple((q, a.strip()) for q, a in shots), question)
 
     def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         docs = self.docs()
@@ -352,15 +410,15 @@ class NativeTask:
             value = self._r.field(doc, t, i)
             tags.append((t, value if isinstance(value, str | int | float | bool) else str(value)))
         requests: tuple[Request, ...]
-        if s.kind == "rolling":
+        if s.request == "rolling":
             text = self._r.render("text", s.text, doc, i)
             return Item(i, text, (RollingLoglikelihood(text),), text, tuple(tags))
         prompt = self._demonstrations(docs, i) + self._r.render("prompt", s.prompt, doc, i)
-        if s.kind == "multiple_choice":
+        if s.request == "multiple_choice":
             choices, gold = self._choices(doc, i)
             requests = tuple(Loglikelihood(prompt, s.target_delimiter + c) for c in choices)
             target = choices[gold]
-        elif s.kind == "loglikelihood":
+        elif s.request == "loglikelihood":
             target = self._r.render("continuation", s.continuation, doc, i)
             requests = (Loglikelihood(prompt, target),)
         else:
@@ -388,12 +446,12 @@ class NativeTask:
         values: dict[str, float]
         prediction: str | None = None
         lls: tuple[float, ...] = ()
-        if s.kind == "multiple_choice":
+        if s.request == "multiple_choice":
             choices, gold = self._choices(doc, item.doc_id)
             lls = tuple(_ll(r) for r in resps)
             values = M.multiple_choice(lls, choices, gold, s.target_delimiter)
             prediction = choices[M.argmax(lls)]
-        elif s.kind == "loglikelihood":
+        elif s.request == "loglikelihood":
             r = resps[0]
             assert isinstance(r, LoglikelihoodResult)
             lls = (r.logprob,)
@@ -402,7 +460,7 @@ class NativeTask:
                 "bpb": M.bits_per_byte(r.logprob, item.target),
                 "logprob": r.logprob,
             }
-        elif s.kind == "rolling":
+        elif s.request == "rolling":
             r = resps[0]
             assert isinstance(r, RollingResult)
             lls = (r.logprob,)

@@ -73,9 +73,8 @@ def apply_options(tasks: Sequence[Task], options: RunOptions) -> list[Task]:
         return list(tasks)
     out: list[Task] = []
     for t in tasks:
-        hook = getattr(t, "with_options", None)
-        if hook is not None:
-            out.append(hook(options))
+        if t.accepts_options:
+            out.append(t.with_options(options))
             continue
         if options.num_fewshot is not None:
             raise EvalkitError(
@@ -92,7 +91,7 @@ def check_generation(tasks: Sequence[Task], items: Mapping[str, Sequence[Item]],
     if not options.gen_kwargs:
         return
     for t in tasks:
-        if getattr(t, "with_options", None) is not None:
+        if t.accepts_options:
             continue
         if any(isinstance(r, Generate) for it in items[t.name] for r in it.requests):
             raise EvalkitError(
@@ -141,12 +140,10 @@ def apply_suite(
         # A group's or tag's tasks carry its name as their family.
         k = fewshot.get(t.name, fewshot.get(t.family))
         if k is not None and options.num_fewshot is None:
-            hook = getattr(t, "with_options", None)
-            if hook is None:
+            if not t.accepts_options:
                 raise EvalkitError(f"suite: task {t.name} takes no few-shot count")
-            t = hook(RunOptions(num_fewshot=k))
-        move = getattr(t, "in_family", None)
-        if t.name in family_of and move is not None:
-            t = move(family_of[t.name])
+            t = t.with_options(RunOptions(num_fewshot=k))
+        if t.name in family_of:
+            t = t.in_family(family_of[t.name])
         out.append(t)
     return out

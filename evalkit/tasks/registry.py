@@ -17,10 +17,14 @@ import yaml
 
 from evalkit.errors import EvalkitError
 from evalkit.tasks.base import Task
-from evalkit.tasks.code import CodeSpec, CodeTask, load_code_spec
-from evalkit.tasks.native import NativeTask, TaskSpec, load_spec
-from evalkit.tasks.probes.common import ProbeSpec
-from evalkit.tasks.probes.tasks import load_probe_spec, make_probe
+from evalkit.tasks.kinds import (
+    KINDS,
+    KindSpec,
+    TaskKind,
+    check_lmeval_or_native,
+    is_native,
+    load_native,
+)
 
 LMEVAL_PREFIX = "lmeval:"
 
@@ -56,17 +60,23 @@ def read_yaml(path: Path) -> Any:
         raise EvalkitError(f"malformed task YAML {path}: invalid YAML{where}") from None
 
 
-def _is_native(raw: Any) -> bool:
-    return isinstance(raw, dict) and "kind" in raw and "task" not in raw
+@dataclass(frozen=True)
+class Declared:
+    """A native task file: its spec and the kind that loaded it (and builds its task)."""
+
+    spec: KindSpec
+    kind: TaskKind
+
+    def build(self) -> Task:
+        return self.kind.build(self.spec)
 
 
-NativeSpec = TaskSpec | ProbeSpec | CodeSpec
-
-
-def native_specs(dirs: Sequence[Path]) -> dict[str, NativeSpec]:
-    """Native task specs by name; `kind: probe` files become probe specs, `kind: code` code
-    specs."""
-    specs: dict[str, NativeSpec] = {}
+def declared_tasks(
+    dirs: Sequence[Path], kinds: Mapping[str, TaskKind] = KINDS
+) -> dict[str, Declared]:
+    """Native task files by task name, each loaded by the kind its `kind` names. lm-eval YAML
+    is left to lm-eval's TaskManager; a file that is neither is an error naming it."""
+    found: dict[str, Declared] = {}
     for root in dirs:
         if not root.is_dir():
             raise EvalkitError(f"tasks directory not found: {root}")
@@ -74,21 +84,22 @@ def native_specs(dirs: Sequence[Path]) -> dict[str, NativeSpec]:
             if path.parent.name in ("suites", "gates"):
                 continue
             raw = read_yaml(path)
-            if not _is_native(raw):
+            check_lmeval_or_native(path, raw)
+            if not is_native(raw):
                 continue  # lm-eval YAML, left to lm-eval's TaskManager
-            spec: NativeSpec
-            if raw.get("kind") == "code":
-                spec = load_code_spec(path, raw)
-            elif raw.get("kind") == "probe":
-                spec = load_probe_spec(path, raw)
-            else:
-                spec = load_spec(path)
-            if spec.name in specs:
-                raise EvalkitError(
-                    f"duplicate task name {spec.name!r}: {specs[spec.name].source_file} and {path}"
-                )
-            specs[spec.name] = spec
-    return specs
+            kind, spec = load_native(path, raw, kinds)
+            if spec.name in found:
+                first = found[spec.name].spec.source_file
+                raise EvalkitError(f"duplicate task name {spec.name!r}: {first} and {path}")
+            found[spec.name] = Declared(spec, kind)
+    return found
+
+
+def native_specs(
+    dirs: Sequence[Path], kinds: Mapping[str, TaskKind] = KINDS
+) -> dict[str, KindSpec]:
+    """Native task specs by name (for listings)."""
+    return {name: d.spec for name, d in declared_tasks(dirs, kinds).items()}
 
 
 @dataclass(frozen=True)
@@ -146,26 +157,25 @@ def load_suite(name_or_path: str) -> Suite:
     )
 
 
-def resolve_tasks(names: Sequence[str], tasks_dir: Path | None = None) -> list[Task]:
-    """Tasks for `names`, in order; unknown names fail before any model is loaded."""
+def resolve_tasks(
+    names: Sequence[str], tasks_dir: Path | None = None, kinds: Mapping[str, TaskKind] = KINDS
+) -> list[Task]:
+    """Tasks for `names`, in order; unknown names fail before any model is loaded. `kinds`
+    is the table of task kinds (`evalkit.tasks.kinds.with_kinds` adds a caller's own)."""
     if not names:
         raise EvalkitError("no tasks given")
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise EvalkitError(f"task {dup!r} is listed twice")
     dirs = [builtin_tasks_dir()] + ([tasks_dir] if tasks_dir is not None else [])
-    specs = native_specs(dirs)
+    specs = declared_tasks(dirs, kinds)
     native: dict[str, Task] = {}
     lmeval_names: list[str] = []
     for n in names:
         if n.startswith(LMEVAL_PREFIX):
             lmeval_names.append(n[len(LMEVAL_PREFIX) :])
         elif n in specs:
-            spec = specs[n]
-            if isinstance(spec, CodeSpec):
-                native[n] = CodeTask(spec)
-            else:
-                native[n] = NativeTask(spec) if isinstance(spec, TaskSpec) else make_probe(spec)
+            native[n] = specs[n].build()
         else:
             lmeval_names.append(n)
     loaded: dict[str, Task] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,49 +13,14 @@ from typing import Any
 from evalkit import metrics as M
 from evalkit.errors import EvalkitError
 from evalkit.requests import LoglikelihoodResult, Response
-from evalkit.tasks.base import ItemResult, MetricSpec, TagValue
+from evalkit.tasks.base import Bucket, ItemResult, MetricSpec, Summary, TagValue  # noqa: F401
 from evalkit.tasks.generators import get_generator
 
 # Per-item metrics every multiple-choice probe reports (all from `evalkit.metrics`).
-MC_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("acc"),
-    MetricSpec("acc_norm"),
-    MetricSpec("p_correct"),
-    MetricSpec("p_correct_char"),
-    MetricSpec("margin"),
-    MetricSpec("margin_char"),
-    MetricSpec("bpb", higher_is_better=False),
+MC_METRICS: tuple[MetricSpec, ...] = tuple(
+    MetricSpec(m, higher_is_better=M.CATALOG[m].higher_is_better)
+    for m in ("acc", "acc_norm", "p_correct", "p_correct_char", "margin", "margin_char", "bpb")
 )
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """The items a per-bucket row averages: those whose tags equal all of `tags` (k = 4; a
-    length and a depth; a label condition). The row then carries these items' own n and the
-    interval of their mean (Wilson for 0/1, bootstrap-t else), not the task's."""
-
-    metric: str
-    tags: tuple[tuple[str, TagValue], ...]
-
-    def members(self, results: Sequence[ItemResult]) -> list[ItemResult]:
-        return [r for r in results if all(r.tags.get(k) == v for k, v in self.tags)]
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A task-level number derived from all of a task's per-item results (a slope, a ratio, a
-    difference of conditions), written to scores.parquet as its own metric row.
-
-    The CI resamples whole `cluster`s (the values of that tag, e.g. the test document behind
-    several items) with replacement. Only scores belong here: run facts (a window, counts of
-    items left out) go to the task's `manifest_notes`. A summary that is not defined on a run
-    (NaN: a slope over a single k) writes no row."""
-
-    metric: str
-    compute: Callable[[Sequence[ItemResult]], float]
-    higher_is_better: bool = True
-    cluster: str | None = "test_doc"
-    bucket: Bucket | None = None  # a mean over a subset of the items: its own n and interval
 
 
 @dataclass(frozen=True)

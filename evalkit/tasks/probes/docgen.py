@@ -1,6 +1,6 @@
 """Seeded document generators of the transfer families (reasoning, multilingual, icl, control).
 
-Each is registered in `evalkit.tasks.generators.GENERATORS` under its name, with the contract
+Each is listed in `evalkit.tasks.generators.GENERATORS` under its name, with the contract
 of that module: `fn(rng, n, **params) -> list[dict]`, the same seed and params giving the same
 documents. Every document carries the fields its task's tags name (`difficulty`, `language`,
 `script`...), so samples.parquet can be sliced by them.
@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from evalkit.tasks.generators import Doc, generator
+from evalkit.tasks.basic_docgen import Doc
 from evalkit.tasks.probes.languages import (
     ANSWER_WORD,
     GENITIVE,
@@ -47,7 +47,6 @@ def _near_misses(rng: random.Random, answer: int, k: int, spread: int = 5) -> li
 # -- reasoning --------------------------------------------------------------------------------
 
 
-@generator("arith_chain_mc")
 def arith_chain_mc(
     rng: random.Random,
     n: int,
@@ -85,7 +84,6 @@ _GSM_PEOPLE = ("Tom", "Anna", "Sam", "Lily", "Ben", "Maya")
 _GSM_THINGS = ("apples", "pencils", "stickers", "marbles", "cookies", "books")
 
 
-@generator("gsm_word_problems")
 def gsm_word_problems(rng: random.Random, n: int, max_steps: int = 3) -> list[Doc]:
     """GSM-like word problems of 2..max_steps steps (add, take away, double) over small numbers,
     each with a worked solution in the arithmetic slice's `a + b = c` format that ends
@@ -133,7 +131,6 @@ _RELATIONS = (
 )
 
 
-@generator("logical_deduction_mc")
 def logical_deduction_mc(
     rng: random.Random, n: int, min_objects: int = 3, max_objects: int = 5
 ) -> list[Doc]:
@@ -176,7 +173,6 @@ def _round_robin(per_language: dict[str, list[Doc]], n: int) -> list[Doc]:
     return out[:n]
 
 
-@generator("number_words_mc")
 def number_words_mc(
     rng: random.Random, n: int, languages: Sequence[str] = LANGUAGES, n_choices: int = 4
 ) -> list[Doc]:
@@ -204,7 +200,6 @@ def number_words_mc(
     return _round_robin(per, n)
 
 
-@generator("mgsm_mc")
 def mgsm_mc(
     rng: random.Random, n: int, languages: Sequence[str] = LANGUAGES, n_choices: int = 4
 ) -> list[Doc]:
@@ -239,7 +234,6 @@ def mgsm_mc(
     return out[:n]
 
 
-@generator("sentence_match_mc")
 def sentence_match_mc(
     rng: random.Random, n: int, languages: Sequence[str] = LANGUAGES, n_choices: int = 4
 ) -> list[Doc]:
@@ -272,7 +266,6 @@ def sentence_match_mc(
 # -- icl --------------------------------------------------------------------------------------
 
 
-@generator("function_learning_mc")
 def function_learning_mc(
     rng: random.Random,
     n: int,
@@ -324,7 +317,6 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-@generator("category_words")
 def category_words(
     rng: random.Random, n: int, labels: Sequence[str] = ("animal", "food")
 ) -> list[Doc]:
@@ -348,7 +340,6 @@ def category_words(
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-@generator("made_up_mapping_mc")
 def made_up_mapping_mc(
     rng: random.Random, n: int, length: int = 5, n_choices: int = 4
 ) -> list[Doc]:
@@ -382,7 +373,6 @@ _LP_THINGS = ("a red kite", "a wooden box", "a silver key", "a blue lamp", "a pa
 _LP_VERBS = ("carries", "finds", "hides", "paints", "sells", "repairs", "loses", "opens")
 
 
-@generator("long_story")
 def long_story(rng: random.Random, n: int, sentences: int = 80) -> list[Doc]:
     """Long documents for the Olsson ICL score: each story draws its own cast (2 names, 2
     places, 2 things) and repeats them over `sentences` sentences, so later tokens are

@@ -28,7 +28,9 @@ from evalkit.tasks.base import (
     Item,
     ItemResult,
     MetricSpec,
+    Needs,
     TagValue,
+    TaskDefaults,
     TokenizerInfo,
     items_hash,
     text_hash,
@@ -71,7 +73,9 @@ def effective_length(recall_by_length: Mapping[int, float], threshold: float) ->
     return best
 
 
-class NiahTask:
+class NiahTask(TaskDefaults):
+    needs = Needs(haystack=True)
+
     source = "native"
     keys = frozenset(
         {"variant", "haystack", "lengths", "depths", "samples", "seed", "max_new_tokens",

@@ -21,6 +21,7 @@ from evalkit.tasks.base import (
     ItemResult,
     MetricSpec,
     TagValue,
+    TaskDefaults,
     TokenizerInfo,
     items_hash,
     text_hash,
@@ -45,7 +46,7 @@ def _tag(value: Any) -> TagValue:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-class _Probe:
+class _Probe(TaskDefaults):
     source = "native"
     keys: frozenset[str] = frozenset()
     required: frozenset[str] = frozenset()
