@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evalkit.store import read_run
+
 
 def _row(hf: Path, vl: Path) -> str:
     m = json.loads((vl / "manifest.json").read_text())
-    h = pd.read_parquet(hf / "samples.parquet").sort_values(["task", "doc_id"])
-    v = pd.read_parquet(vl / "samples.parquet").sort_values(["task", "doc_id"])
+    # Through the store: samples come back flat (one column per metric) for any schema version.
+    h = read_run(hf).samples.sort_values(["task", "doc_id"])
+    v = read_run(vl).samples.sort_values(["task", "doc_id"])
     same_items = list(h["prompt_hash"]) == list(v["prompt_hash"])
     dll = max(
         (

@@ -513,9 +513,9 @@ def lmeval_samples(run_out: Path, task: str) -> tuple[dict[int, DocScores], list
 
 
 def evalkit_samples(run_out: Path, task: str) -> dict[int, DocScores]:
-    import pandas as pd
+    from evalkit.store import read_run
 
-    df = pd.read_parquet(run_out / "samples.parquet")
+    df = read_run(run_out).samples  # flat: one column per metric, whatever the schema version
     df = df[df["task"] == task]
     docs: dict[int, DocScores] = {}
     for row in df.to_dict("records"):

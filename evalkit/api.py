@@ -26,8 +26,10 @@ from evalkit.inputs import (
     check_writable_folder,
 )
 from evalkit.provenance import Provenance, find_provenance
+from evalkit.run_facts import backend_facts
 from evalkit.sandbox import MODES, Sandbox, choose
-from evalkit.scoring import Score, family_scores, summary_scores, task_scores
+from evalkit.schema import ScoreRow, manifest_from_json
+from evalkit.scoring import Score, family_scores, legacy, summary_scores, task_scores
 from evalkit.skips import MANIFEST_KEY as SKIPPED_TASKS
 from evalkit.skips import SuiteSkips
 from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
@@ -55,6 +57,7 @@ class ScoreRun:
     stats: EngineStats
     truncated_by_task: dict[str, int]
     manifest: dict[str, Any]
+    rows: tuple[ScoreRow, ...] = ()  # the typed rows; `scores` is their display view
 
 
 def default_cache_dir() -> Path:
@@ -314,7 +317,7 @@ def score(
 
     scoring_context = _scoring_context(code_sandbox, progress)
     per_task: dict[str, list[ItemResult]] = {}
-    scores: list[Score] = []
+    scores: list[ScoreRow] = []
     truncated: dict[str, int] = {}
     skipped: dict[str, int] = {}
     for task in task_objs:
@@ -357,7 +360,7 @@ def score(
         "backend_settings": settings,
         # The fast path checked against the model's plain forward (backends/guard.py).
         "parity_guard": getattr(model, "guard_report", None),
-        "dtype": settings.get("dtype"),
+        **backend_facts(model.name, settings, getattr(model, "token_budget", None), dtype),
         "max_length": model.max_length,
         "vocabulary": vocab,
         "hardware": _hardware(settings.get("device", "cpu")),
@@ -399,8 +402,10 @@ def score(
     if routing_info is not None:
         manifest["routing"] = routing_info
     extra = {routing_run.ROUTING: routing_frame} if routing_frame is not None else None
+    manifest_from_json(manifest, str(out_path))  # the writer's own check of the schema
     path = write_run(out_path, manifest, samples_frame(per_task), scores_frame(scores), extra=extra)
-    return ScoreRun(path, scores, result.stats, truncated, manifest)
+    shown = [legacy(r) for r in scores]
+    return ScoreRun(path, shown, result.stats, truncated, manifest, tuple(scores))
 
 
 def _code_sandbox(tasks: Sequence[Task], mode: str) -> Sandbox | None:

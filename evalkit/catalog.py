@@ -4,19 +4,22 @@ Views (see docs/sweep.md):
 
 - `runs`: one row per complete run, from its manifest, with the checkpoint's provenance
   (`ckpt_run`, `step`, `tokens_seen`, `parent`, `mix_id`) when it has one.
-- `scores`: every run's `scores.parquet` with a leading `run` column.
-- `samples`: every run's `samples.parquet` with a leading `run` column (columns are the union
-  across runs; a task's missing columns are NULL).
+- `scores`: every run's score rows (`evalkit.schema.ScoreRow`: task, family, group, level,
+  metric, bucket as JSON, label, primary, value, ci_low, ci_high, ci_method, n,
+  higher_is_better) with a leading `run` column, whatever schema version wrote the run.
+- `samples`: every run's items, one column per base field, metric and tag (as
+  `evalkit.store.RunData.samples`), with a leading `run` column (columns are the union across
+  runs; a task's missing columns are NULL).
 - `slices`: one row per (run, training-data slice) of the provenance.
 - `routing`: an MoE run's routing statistics (`routing.parquet`, docs/moe.md) with `run`.
 
-The catalog reads only the run store, never a live model. Hidden folders (a run still being
-assembled is staged in `.NAME.partial-*`) are never runs.
+The catalog reads only the run store (through `evalkit.store.read_run`, so older runs are
+migrated), never a live model. Hidden folders (a run still being assembled is staged in
+`.NAME.partial-*`) are never runs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +27,8 @@ from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.provenance import SLICE_FIELDS
-from evalkit.scoring import FAMILY_PREFIX
-from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run
+from evalkit.schema import scores_table
+from evalkit.store import MANIFEST, is_run, read_run
 
 VIEWS = ("runs", "scores", "samples", "slices", "routing")
 
@@ -86,7 +89,8 @@ def _run_row(path: Path, m: dict[str, Any]) -> dict[str, Any]:
         "padded_vocab_rows": _int_or_none(vocab.get("padded_rows")),
         "item_limit": _int_or_none(m.get("limit")),
         "backend": m.get("backend"),
-        "dtype": m.get("dtype"),
+        "dtype_requested": m.get("dtype_requested"),
+        "dtype_resolved": m.get("dtype_resolved"),
         "device": hardware.get("device"),
         "chat_template": bool(chat.get("applied", True)) if isinstance(chat, dict) else bool(chat),
         "model_fingerprint": m.get("model_fingerprint"),
@@ -139,12 +143,8 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
     import pandas as pd
 
     paths = _resolve_runs(source)
-    manifests = []
-    for p in paths:
-        try:
-            manifests.append(json.loads((p / MANIFEST).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise EvalkitError(f"unreadable manifest in {p}: {type(exc).__name__}") from None
+    stored = [read_run(p) for p in paths]
+    manifests = [r.manifest for r in stored]
     runs = pd.DataFrame([_run_row(p, m) for p, m in zip(paths, manifests, strict=True)])
     for col in ("item_limit", "step", "tokens_seen"):
         runs[col] = runs[col].astype("Int64")
@@ -153,24 +153,26 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
         [r for p, m in zip(paths, manifests, strict=True) for r in _slice_rows(p, m)],
         columns=["run", *SLICE_FIELDS],
     )
-    files = pd.DataFrame(
-        [{"run": str(p), "scores": str(p / SCORES), "samples": str(p / SAMPLES)} for p in paths]
+    scores = pd.concat(
+        [scores_table(r.rows).assign(run=str(p)) for p, r in zip(paths, stored, strict=True)],
+        ignore_index=True,
+    )
+    samples = pd.concat(
+        [r.samples.assign(run=str(p)) for p, r in zip(paths, stored, strict=True)],
+        ignore_index=True,
     )
     con = duckdb.connect(":memory:")
-    # Small frames become tables; the parquet files stay views, read on demand.
-    for name, frame in (("runs", runs), ("slices", slices), ("_files", files)):
+    for name, frame in (
+        ("runs", runs),
+        ("slices", slices),
+        ("scores", scores),
+        ("samples", samples),
+    ):
+        if name in ("scores", "samples"):  # `run` first, as in the other views
+            frame = frame[["run", *(c for c in frame.columns if c != "run")]]
         con.register(f"_{name}_df", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}_df")
         con.unregister(f"_{name}_df")
-    for view, kind in (("scores", "scores"), ("samples", "samples")):
-        listing = ", ".join(
-            _quote(str(p / (SCORES if kind == "scores" else SAMPLES))) for p in paths
-        )
-        con.execute(
-            f"CREATE VIEW {view} AS SELECT f.run, t.* EXCLUDE (filename) "
-            f"FROM read_parquet([{listing}], union_by_name = true, filename = true) AS t "
-            f"JOIN _files AS f ON t.filename = f.{kind}"
-        )
     _routing_view(con, paths)
     return con
 
@@ -226,21 +228,25 @@ def trajectory(
     """Scores over training: one row per (run, family or task, metric), ordered by step.
 
     For the report's trajectory plots (`root`: a folder of runs, or the run directories).
-    `level="family"` gives the `family:<name>` aggregate
-    rows (named by family), `level="task"` the per-task rows. `metrics`, `names` (families or
-    tasks), `suite` and `ckpt_run` (the provenance's run name) filter. Columns: `ckpt_run`,
-    `step`, `tokens_seen`, `checkpoint`, `run`, `suite`, `chat_template`, `name`, `family`,
-    `metric`, `value`, `ci_low`, `ci_high`, `n`, `higher_is_better`. Runs without a provenance
+    `level="family"` gives the family and group aggregate rows
+    (named by family or group), `level="task"` the per-task rows. `metrics` (display labels:
+    `acc`, `acc[k=4]`), `names` (families or tasks), `suite` and `ckpt_run` (the provenance's
+    run name) filter. Columns: `ckpt_run`, `step`, `tokens_seen`, `checkpoint`, `run`, `suite`,
+    `chat_template`, `name`, `family`, `metric` (the label), `value`, `ci_low`, `ci_high`, `n`,
+    `higher_is_better`. Runs without a provenance
     step come last, in path order. Returns a pandas DataFrame.
     """
     if level not in ("family", "task"):
         raise EvalkitError(f"unknown trajectory level {level!r}; use 'family' or 'task'")
-    prefix = _quote(FAMILY_PREFIX + "%")
-    where = [f"s.task LIKE {prefix}" if level == "family" else f"s.task NOT LIKE {prefix}"]
-    name_expr = f"substr(s.task, {len(FAMILY_PREFIX) + 1})" if level == "family" else "s.task"
+    where = ["s.level IN ('family', 'group')" if level == "family" else "s.level = 'task'"]
+    name_expr = (
+        """CASE s.level WHEN 'group' THEN s."group" ELSE s.family END"""
+        if level == "family"
+        else "s.task"
+    )
     params: list[Any] = []
     if metrics:
-        where.append(f"s.metric IN ({', '.join('?' for _ in metrics)})")
+        where.append(f"s.label IN ({', '.join('?' for _ in metrics)})")
         params.extend(metrics)
     if names:
         where.append(f"{name_expr} IN ({', '.join('?' for _ in names)})")
@@ -253,10 +259,10 @@ def trajectory(
         params.append(ckpt_run)
     sql = (
         f"SELECT r.ckpt_run, r.step, r.tokens_seen, r.checkpoint, r.run, r.suite, "
-        f"r.chat_template, {name_expr} AS name, s.family, s.metric, s.value, s.ci_low, "
-        f"s.ci_high, s.n, s.higher_is_better "
+        f"r.chat_template, {name_expr} AS name, s.family, s.label AS metric, s.value, "
+        f"s.ci_low, s.ci_high, s.n, s.higher_is_better "
         f"FROM scores AS s JOIN runs AS r ON s.run = r.run WHERE {' AND '.join(where)} "
-        f"ORDER BY r.ckpt_run NULLS LAST, name, s.metric, r.step NULLS LAST, r.run"
+        f"ORDER BY r.ckpt_run NULLS LAST, name, metric, r.step NULLS LAST, r.run"
     )
     import duckdb
 

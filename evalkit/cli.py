@@ -184,8 +184,8 @@ def score(
     from evalkit.report.console import print_run_facts, print_scores
     from evalkit.report.longctx import print_niah
 
-    print_scores(run.scores)
-    print_niah(run.scores, run.manifest)
+    print_scores(run.rows)
+    print_niah(run.rows, run.manifest)
     print_run_facts(run.manifest)
     s = run.stats
     typer.echo(

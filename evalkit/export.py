@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.scoring import FAMILY_PREFIX
+from evalkit.schema import ScoreRow
 from evalkit.store import RunData, read_run
 from evalkit.tasks.groups import GroupSpec, spec_from_dict
 
@@ -37,7 +37,8 @@ _BASE = {"task", "doc_id", "prompt_hash", "loglikelihoods", "prediction", "targe
 
 
 def _split(metric: str) -> tuple[str, str]:
-    """evalkit's metric name as lm-eval's (metric, filter)."""
+    """evalkit's metric label as lm-eval's (metric, filter): lm-eval's own `metric,filter`
+    key, which evalkit keeps as the metric's name (`evalkit.group_scores.metric_name`)."""
     if "," in metric:
         name, filt = metric.split(",", 1)
         return name, filt
@@ -74,12 +75,13 @@ def _per_item(frame: Any, column: str) -> list[float] | None:
     return out
 
 
-def _task_metrics(name: str, rows: Any, frame: Any) -> dict[str, Any]:
+def _task_metrics(name: str, rows: Sequence[ScoreRow], frame: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "alias": name, "sample_len": len(frame)}
-    for r in rows.itertuples(index=False):
-        metric, filt = _split(str(r.metric))
+    for r in rows:
+        metric, filt = _split(r.label)
         value = float(r.value)
-        values = _per_item(frame, str(r.metric))
+        # Only a row over all items is the mean of its per-item column.
+        values = None if r.bucket else _per_item(frame, r.metric)
         stderr: float | str = "N/A"
         if values and math.isclose(math.fsum(values) / len(values), value, abs_tol=1e-9):
             stderr = mean_stderr(values)
@@ -89,7 +91,7 @@ def _task_metrics(name: str, rows: Any, frame: Any) -> dict[str, Any]:
 
 
 def _group_metrics(
-    group: GroupSpec, rows: Any, results: Mapping[str, Mapping[str, Any]]
+    group: GroupSpec, rows: Sequence[ScoreRow], results: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
     from lm_eval.api.metrics import pooled_sample_stderr, unweighted_mean_stderr
 
@@ -98,7 +100,7 @@ def _group_metrics(
     if not group.aggregate:  # lm-eval reports such a group by name only
         return out
     out["sample_len"] = sum(int(results[n]["sample_len"]) for n in leaves)
-    by_metric = {str(r.metric): float(r.value) for r in rows.itertuples(index=False)}
+    by_metric = {r.label: float(r.value) for r in rows}
     counts: dict[str, int] = {}
     # The filters and weights that produced each row, the last entry winning as in lm-eval.
     weights: dict[str, bool] = {}
@@ -196,15 +198,15 @@ def _samples(task: str, frame: Any, metrics: Sequence[str]) -> list[dict[str, An
 def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """lm-eval's results dict and per-task sample rows for a run."""
     manifest = run.manifest
-    scores, samples = run.scores, run.samples
+    scores, samples = run.rows, run.samples
     entries = {str(t["name"]): t for t in manifest.get("tasks", [])}
     results: dict[str, Any] = {}
     sample_rows: dict[str, list[dict[str, Any]]] = {}
     for name in entries:
-        rows = scores[scores["task"] == name]
+        rows = [r for r in scores if r.level == "task" and r.task == name]
         frame = samples[samples["task"] == name]
         results[name] = _task_metrics(name, rows, frame)
-        sample_rows[name] = _samples(name, frame, [str(m) for m in rows["metric"]])
+        sample_rows[name] = _samples(name, frame, [r.label for r in rows])
     groups: dict[str, GroupSpec] = {}
     for e in entries.values():
         for g in e.get("lmeval_groups", ()):
@@ -212,7 +214,7 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
             groups.setdefault(spec.name, spec)
     group_results: dict[str, Any] = {}
     for name, spec in groups.items():
-        rows = scores[scores["task"] == FAMILY_PREFIX + name]
+        rows = [r for r in scores if r.level == "group" and r.group == name]
         group_results[name] = _group_metrics(spec, rows, results)
     results.update(group_results)
 
@@ -257,7 +259,7 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
         "config": {
             "model": f"evalkit-{manifest.get('backend')}",
             "model_args": args,
-            "model_dtype": manifest.get("dtype"),
+            "model_dtype": manifest.get("dtype_resolved"),
             "model_revision": hub.get("revision") or "main",
             "model_sha": hub.get("commit") or "",
             "batch_size": None,
@@ -288,11 +290,12 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
     return out, sample_rows
 
 
-def _better(scores: Any, tasks: Sequence[str]) -> dict[str, bool]:
+def _better(scores: Sequence[ScoreRow], tasks: Sequence[str]) -> dict[str, bool]:
     """Per metric (without its filter), whether higher is better; a group lists its tasks'."""
     out: dict[str, bool] = {}
-    for r in scores[scores["task"].isin(list(tasks))].itertuples(index=False):
-        out.setdefault(_split(str(r.metric))[0], bool(r.higher_is_better))
+    for r in scores:
+        if r.level == "task" and r.task in tasks:
+            out.setdefault(_split(r.label)[0], bool(r.higher_is_better))
     return out
 
 

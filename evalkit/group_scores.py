@@ -10,11 +10,11 @@ aggregation to each resample, and combines the tasks with the group's weights (s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from evalkit.scoring import FAMILY_PREFIX, Score
+from evalkit.schema import ScoreRow
 from evalkit.stats import CI_PERCENTILE
 from evalkit.tasks.base import ItemResult, MetricSpec, Task
 from evalkit.tasks.groups import AggregateMetric, GroupSpec
@@ -81,12 +81,13 @@ def _draws(member: _Member, rng: np.random.Generator, resamples: int) -> np.ndar
 
 def group_scores(
     tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], seed: int = 0
-) -> list[Score]:
-    """One row per (group, aggregated metric and filter), named `family:<group>`."""
+) -> list[ScoreRow]:
+    """One row per (group, aggregated metric and filter), level `group`, the first of each
+    group primary."""
     by_name = {t.name: t for t in tasks}
     # Keyed by (group, metric): a later `aggregate_metric_list` entry for the same metric and
     # filter replaces an earlier one, as in lm-eval's results dict.
-    out: dict[tuple[str, str], Score] = {}
+    out: dict[tuple[str, str], ScoreRow] = {}
     rng = np.random.default_rng(seed)
     for name, (group, family) in run_groups(tasks).items():
         leaves = [by_name[n] for n in group.leaves if n in by_name]
@@ -113,8 +114,8 @@ def group_scores(
                 dist = weights @ np.stack([_draws(m, rng, resamples) for m in members])
                 low, high = np.quantile(dist, [0.025, 0.975])
                 key = metric_name(agg.metric, filter_key)
-                out[name, key] = Score(
-                    f"{FAMILY_PREFIX}{name}",
+                out[name, key] = ScoreRow(
+                    "",
                     family,
                     key,
                     value,
@@ -123,5 +124,11 @@ def group_scores(
                     int(sum(m.size for m in members)),
                     members[0].spec.higher_is_better,
                     CI_PERCENTILE,
+                    level="group",
+                    group=name,
                 )
-    return list(out.values())
+    rows = list(out.values())
+    firsts: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        firsts.setdefault(r.group, i)
+    return [replace(r, primary=i in firsts.values()) for i, r in enumerate(rows)]

@@ -1,4 +1,5 @@
-"""From per-item results to task and family scores, each with a confidence interval."""
+"""From per-item results to task and family scores (`evalkit.schema.ScoreRow`), each with a
+confidence interval."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import EvalkitError
+from evalkit.group_scores import group_scores, run_groups
+from evalkit.schema import AGGREGATE_DISPLAY_PREFIX, ScoreRow, bucket_key
 from evalkit.stats import (
     CI_CLUSTER_PERCENTILE,
     bootstrap_ci,
@@ -22,6 +25,10 @@ from evalkit.tasks.base import ItemResult, MetricSpec, Task
 
 @dataclass(frozen=True)
 class Score:
+    """A score row as version 1 named it (aggregate rows `family:<name>`, buckets in the metric
+    name: `ScoreRow.label`), rendered from typed rows for display and for the API's
+    `ScoreRun.scores`; nothing reads structure back from it."""
+
     task: str
     family: str
     metric: str
@@ -33,16 +40,24 @@ class Score:
     ci_method: str = ""  # how ci_low/ci_high were computed (evalkit.stats CI_* names)
 
 
+FAMILY_PREFIX = AGGREGATE_DISPLAY_PREFIX  # how an aggregate row's task is shown
+
+
+def legacy(row: ScoreRow) -> Score:
+    return Score(row.display_task, row.family, row.label, row.value, row.ci_low, row.ci_high, row.n,
+                 row.higher_is_better, row.ci_method)  # fmt: skip
+
+
 def task_scores(
     task: str,
     family: str,
     metrics: Sequence[MetricSpec],
     results: Sequence[ItemResult],
     seed: int = 0,
-) -> list[Score]:
+) -> list[ScoreRow]:
     if not results:
         raise EvalkitError(f"task {task} produced no items to score")
-    out = []
+    out: list[ScoreRow] = []
     for spec in metrics:
         values = [r.metrics[spec.name] for r in results if spec.name in r.metrics]
         if not values:
@@ -52,8 +67,8 @@ def task_scores(
         else:
             ci = bootstrap_ci(values, spec.aggregate, seed=seed)
         out.append(
-            Score(task, family, spec.name, ci.value, ci.low, ci.high, ci.n, spec.higher_is_better,
-                  ci.method)
+            ScoreRow(task, family, spec.name, ci.value, ci.low, ci.high, ci.n,
+                     spec.higher_is_better, ci.method, primary=not out)
         )  # fmt: skip
     return out
 
@@ -63,10 +78,10 @@ def task_scores(
 SUMMARY_RESAMPLES = 1000
 
 
-def summary_scores(task: Task, results: Sequence[ItemResult], seed: int = 0) -> list[Score]:
+def summary_scores(task: Task, results: Sequence[ItemResult], seed: int = 0) -> list[ScoreRow]:
     """Rows for a task's `summaries` (probe tasks: few-shot slope, label sensitivity...) and,
     for tasks whose items carry a `language` tag, per-language scores and gaps to English."""
-    out: list[Score] = []
+    out: list[ScoreRow] = []
     for s in task.summaries:
         bucket = s.bucket
         if bucket is not None:
@@ -74,13 +89,18 @@ def summary_scores(task: Task, results: Sequence[ItemResult], seed: int = 0) -> 
                 _bucket_score(task, s.metric, bucket, s.cluster, s.higher_is_better, results)
             )
             continue
+        # A summary computed at a parameter (effective length at a recall threshold) says
+        # its own metric name and parameter; `s.metric` is then only its display label.
+        base = getattr(s, "base", None) or s.metric
+        params = bucket_key(getattr(s, "params", ()))
         value = float(s.compute(results))
         if not math.isfinite(value):
             continue  # not defined on this run (a slope over one k): no row rather than a NaN
         low, high = _cluster_ci(results, s.compute, s.cluster, seed=seed)
         out.append(
-            Score(task.name, task.family, s.metric, value, min(low, value), max(high, value),
-                  len(results), s.higher_is_better, CI_CLUSTER_PERCENTILE)
+            ScoreRow(task.name, task.family, base, value, min(low, value), max(high, value),
+                     len(results), s.higher_is_better, CI_CLUSTER_PERCENTILE, bucket=params,
+                     label=s.metric)
         )  # fmt: skip
     out.extend(language_scores(task.name, task.family, task.metrics, results, seed))
     return out
@@ -93,7 +113,7 @@ def _bucket_score(
     cluster: str | None,
     higher_is_better: bool,
     results: Sequence[ItemResult],
-) -> list[Score]:
+) -> list[ScoreRow]:
     """A per-bucket row (k = 4, a length, a condition): the mean over the bucket's own items,
     their n, and the interval for their kind, clustered on `cluster` when its tag is there."""
     members = [
@@ -108,8 +128,9 @@ def _bucket_score(
     if cluster and all(cluster in r.tags for r in members):
         clusters = [r.tags[cluster] for r in members]
     ci = mean_interval(values, clusters)
-    return [Score(task.name, task.family, metric, ci.value, ci.low, ci.high, ci.n,
-                  higher_is_better, ci.method)]  # fmt: skip
+    return [ScoreRow(task.name, task.family, bucket.metric, ci.value, ci.low, ci.high, ci.n,
+                     higher_is_better, ci.method, bucket=bucket_key(bucket.tags),
+                     label=metric)]  # fmt: skip
 
 
 def _cluster_ci(
@@ -148,7 +169,7 @@ def language_scores(
     metrics: Sequence[MetricSpec],
     results: Sequence[ItemResult],
     seed: int = 0,
-) -> list[Score]:
+) -> list[ScoreRow]:
     """For results tagged with >= 2 languages, English among them: the task's first metric (and
     `bpb`, byte-normalized, when it has it) per language as `METRIC[LANG]`, and each other
     language's gap to English `METRIC_gap_en[LANG]` = METRIC[LANG] - METRIC[en], with a CI that
@@ -158,7 +179,7 @@ def language_scores(
         return []
     specs = [m for m in metrics if m.is_mean][:1]
     specs += [m for m in metrics if m.name == "bpb" and m not in specs]
-    out: list[Score] = []
+    out: list[ScoreRow] = []
     for m in specs:
         by_lang = {
             lang: np.asarray(
@@ -173,8 +194,9 @@ def language_scores(
             if x.size == 0:
                 continue
             ci = mean_ci(list(x))
-            out.append(Score(task, family, f"{m.name}[{lang}]", ci.value, ci.low, ci.high, ci.n,
-                             m.higher_is_better, ci.method))  # fmt: skip
+            out.append(ScoreRow(task, family, m.name, ci.value, ci.low, ci.high, ci.n,
+                                m.higher_is_better, ci.method, bucket=(("language", lang),),
+                                label=f"{m.name}[{lang}]"))  # fmt: skip
         en = by_lang["en"]
         for lang in langs:
             x = by_lang[lang]
@@ -183,9 +205,10 @@ def language_scores(
             gap = float(x.mean() - en.mean())
             diff = draws[lang] - draws["en"]
             low, high = np.quantile(diff, [0.025, 0.975])
-            out.append(Score(task, family, f"{m.name}_gap_en[{lang}]", gap, float(low),
-                             float(high), int(x.size + en.size), m.higher_is_better,
-                             "percentile-bootstrap-2sample"))  # fmt: skip
+            out.append(ScoreRow(task, family, f"{m.name}_gap_en", gap, float(low),
+                                float(high), int(x.size + en.size), m.higher_is_better,
+                                "percentile-bootstrap-2sample", bucket=(("language", lang),),
+                                label=f"{m.name}_gap_en[{lang}]"))  # fmt: skip
     return out
 
 
@@ -196,31 +219,26 @@ def _mean_draws(x: np.ndarray, seed: int, resamples: int = 2000) -> np.ndarray:
     return np.asarray(x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1))
 
 
-FAMILY_PREFIX = "family:"
-
-
 def family_scores(
     tasks: Sequence[Task],
     per_task: Mapping[str, Sequence[ItemResult]],
     resamples: int = 2000,
     seed: int = 0,
-) -> list[Score]:
+) -> list[ScoreRow]:
     """One row per (family, metric) for every metric that at least two of the family's tasks
     report (or its only task): the unweighted mean of those tasks' scores. Its interval
     combines the tasks' own intervals (Wilson for 0/1, bootstrap-t else) by MOVER (Zou & Donner
     2008: the variance of a mean of independent estimates recovered from each one's limits), so
-    that it holds where they do and never collapses to [0, 0]. Rows are named
-    `family:<family>` in the `task` column; `n` is the number of items behind them.
+    that it holds where they do and never collapses to [0, 0]. Rows have level `family`, the
+    first of a family primary; `n` is the number of items behind them.
     lm-eval groups with an `aggregate_metric_list` get lm-eval's aggregation instead
     (`evalkit.group_scores`), nested groups each their own rows."""
-    from evalkit.group_scores import group_scores, run_groups
-
     groups = run_groups(tasks)
     by_family: dict[str, list[Task]] = {}
     for t in tasks:
         if t.family not in groups:
             by_family.setdefault(t.family, []).append(t)
-    out: list[Score] = []
+    out: list[ScoreRow] = []
     for family, members in sorted(by_family.items()):
         counts: dict[str, list[tuple[Task, MetricSpec]]] = {}
         for t in members:
@@ -239,6 +257,7 @@ def family_scores(
             if not cis:
                 continue
             ci = mover_mean(cis)
-            out.append(Score(f"{FAMILY_PREFIX}{family}", family, name, ci.value, ci.low, ci.high,
-                             ci.n, reporters[0][1].higher_is_better, ci.method))  # fmt: skip
+            out.append(ScoreRow("", family, name, ci.value, ci.low, ci.high, ci.n,
+                                reporters[0][1].higher_is_better, ci.method, level="family",
+                                primary=all(r.family != family for r in out)))  # fmt: skip
     return out + group_scores(tasks, per_task, seed)

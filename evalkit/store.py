@@ -1,7 +1,8 @@
 """Run directories: written atomically, read by analysis and reports, never by a live model.
 
 A run is `manifest.json`, `samples.parquet` (one row per task item) and `scores.parquet` (one
-row per task/family and metric). It is assembled in a hidden sibling directory and renamed into
+row per task/family and metric), laid out as `evalkit.schema` says (version 2; version-1 runs are
+read through `evalkit.migrate`). It is assembled in a hidden sibling directory and renamed into
 place, so an interrupted run never leaves a directory that looks complete.
 """
 
@@ -12,52 +13,99 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit import migrate
 from evalkit.errors import EvalkitError
-from evalkit.scoring import Score
+from evalkit.schema import (
+    SAMPLE_BASE_COLUMNS,
+    SAMPLE_METRICS,
+    SAMPLE_TAGS,
+    SCHEMA_VERSION,
+    Manifest,
+    ScoreRow,
+    manifest_from_json,
+    rows_from_table,
+    scores_table,
+)
 from evalkit.tasks.base import ItemResult
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.parquet"
 SCORES = "scores.parquet"
-RUN_SCHEMA_VERSION = 1
-_BASE_COLUMNS = ("task", "doc_id", "prompt_hash", "loglikelihoods", "prediction", "target")
+RUN_SCHEMA_VERSION = SCHEMA_VERSION
 
 
 def samples_frame(results: Mapping[str, Sequence[ItemResult]]) -> Any:
+    """samples.parquet's frame: the base columns, then `metrics` and `tags` as struct columns
+    (each left out when no item has any: parquet cannot store a struct without fields)."""
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
+    any_metric = any_tag = False
     for task, items in results.items():
         for r in items:
-            row: dict[str, Any] = {
-                "task": task,
-                "doc_id": int(r.doc_id),
-                "prompt_hash": r.prompt_hash,
-                "loglikelihoods": [float(x) for x in r.loglikelihoods],
-                "prediction": r.prediction,
-                "target": r.target,
-                "truncated": r.truncated,
-            }
-            for name, metric in r.metrics.items():
-                row[name] = (
-                    [float(v) for v in metric] if isinstance(metric, tuple) else float(metric)
-                )
-            for name, tag in r.tags.items():
-                if name in row:
+            # One flat namespace per item when read back (`RunData.samples`): a tag may not
+            # share a name with a base column or a metric.
+            for name in r.tags:
+                if name in SAMPLE_BASE_COLUMNS or name in r.metrics:
                     raise EvalkitError(f"task {task}: tag {name!r} clashes with a column")
-                row[name] = tag
-            rows.append(row)
-    return pd.DataFrame(rows)
+            for name in r.metrics:
+                if name in SAMPLE_BASE_COLUMNS:
+                    raise EvalkitError(f"task {task}: metric {name!r} clashes with a column")
+            any_metric = any_metric or bool(r.metrics)
+            any_tag = any_tag or bool(r.tags)
+            rows.append(
+                {
+                    "task": task,
+                    "doc_id": int(r.doc_id),
+                    "prompt_hash": r.prompt_hash,
+                    "loglikelihoods": [float(x) for x in r.loglikelihoods],
+                    "prediction": r.prediction,
+                    "target": r.target,
+                    "truncated": r.truncated,
+                    SAMPLE_METRICS: {
+                        name: [float(v) for v in m] if isinstance(m, tuple) else float(m)
+                        for name, m in r.metrics.items()
+                    },
+                    SAMPLE_TAGS: dict(r.tags),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=[*SAMPLE_BASE_COLUMNS, SAMPLE_METRICS, SAMPLE_TAGS])
+    drop = [c for c, keep in ((SAMPLE_METRICS, any_metric), (SAMPLE_TAGS, any_tag)) if not keep]
+    return frame.drop(columns=drop)
 
 
-def scores_frame(scores: Sequence[Score]) -> Any:
+def scores_frame(scores: Sequence[ScoreRow]) -> Any:
+    """scores.parquet's frame (`evalkit.schema.scores_table`)."""
+    return scores_table(scores)
+
+
+def legacy_scores_frame(rows: Sequence[ScoreRow]) -> Any:
+    """The version-1 shaped view of typed rows (aggregate rows as `family:<name>`, metrics by
+    their display label), rendered for readers not yet moved to `RunData.rows`."""
     import pandas as pd
 
-    return pd.DataFrame([asdict(s) for s in scores])
+    return pd.DataFrame(
+        [
+            {
+                "task": r.display_task,
+                "family": r.family,
+                "metric": r.label,
+                "value": r.value,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "n": r.n,
+                "higher_is_better": r.higher_is_better,
+                "ci_method": r.ci_method,
+            }
+            for r in rows
+        ],
+        columns=["task", "family", "metric", "value", "ci_low", "ci_high", "n",
+                 "higher_is_better", "ci_method"],
+    )  # fmt: skip
 
 
 def write_run(
@@ -100,10 +148,23 @@ def write_run(
 
 @dataclass(frozen=True)
 class RunData:
+    """A stored run, as schema version 2 whatever version wrote it.
+
+    - `rows`: the typed score rows; `info`: the typed manifest.
+    - `samples`: one row per item, flat: the base columns, then one column per metric
+      (`metric_columns`) and per tag (`tag_columns`), each listed explicitly.
+    - `manifest`: manifest.json as a dict (version 2 keys).
+    - `scores`: a version-1 shaped frame rendered from `rows`, for readers not yet moved.
+    """
+
     path: Path
     manifest: dict[str, Any]
     samples: Any  # pandas.DataFrame
-    scores: Any  # pandas.DataFrame
+    scores: Any  # pandas.DataFrame (legacy view of `rows`)
+    rows: tuple[ScoreRow, ...] = ()
+    info: Manifest | None = None
+    metric_columns: tuple[str, ...] = ()
+    tag_columns: tuple[str, ...] = ()
 
 
 def is_run(path: Path) -> bool:
@@ -111,16 +172,69 @@ def is_run(path: Path) -> bool:
 
 
 def read_run(path: Path) -> RunData:
-    manifest = read_manifest(path)
+    raw = _read_json(path)
+    version = migrate.check_version(raw, str(path))
+    manifest = raw if version == SCHEMA_VERSION else migrate.manifest_v1(raw)
+    info = manifest_from_json(manifest, str(path))
+    samples = _read_table(path, SAMPLES)
+    scores = _read_table(path, SCORES)
+    if version == SCHEMA_VERSION:
+        rows = rows_from_table(scores, str(path))
+        samples, metrics, tags = _flat_samples(samples, str(path))
+    else:
+        rows = migrate.score_rows_v1(scores, str(path), raw)
+        samples, metrics = migrate.split_samples_v1(samples, rows)
+        tags = tuple(
+            c for c in samples.columns if c not in SAMPLE_BASE_COLUMNS and c not in metrics
+        )
     return RunData(
         path=path,
         manifest=manifest,
-        samples=_read_table(path, SAMPLES),
-        scores=_read_table(path, SCORES),
+        samples=samples,
+        scores=legacy_scores_frame(rows),
+        rows=rows,
+        info=info,
+        metric_columns=metrics,
+        tag_columns=tags,
     )
 
 
+def _flat_samples(frame: Any, where: str) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """A version-2 samples frame flattened: base columns, then metric and tag columns."""
+    import pandas as pd
+
+    missing = [c for c in ("task", "doc_id") if c not in frame.columns]
+    if missing:
+        raise EvalkitError(f"damaged run directory {where}: samples.parquet lacks {missing}")
+    parts = [frame[[c for c in frame.columns if c not in (SAMPLE_METRICS, SAMPLE_TAGS)]]]
+    names: list[tuple[str, ...]] = []
+    for col in (SAMPLE_METRICS, SAMPLE_TAGS):
+        if col not in frame.columns:
+            names.append(())
+            continue
+        # A struct column reads back as one dict per row, every field present (None where
+        # the item has no such metric or tag).
+        wide = pd.DataFrame([v if isinstance(v, dict) else {} for v in frame[col]])
+        wide.index = frame.index
+        parts.append(wide)
+        names.append(tuple(str(c) for c in wide.columns))
+    flat = pd.concat(parts, axis=1)
+    return flat, names[0], names[1]
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
+    """manifest.json as version 2 (a version-1 manifest migrated)."""
+    raw = _read_json(path)
+    version = migrate.check_version(raw, str(path))
+    return raw if version == SCHEMA_VERSION else migrate.manifest_v1(raw)
+
+
+def read_info(path: Path) -> Manifest:
+    """The typed manifest of the run at `path`."""
+    return manifest_from_json(read_manifest(path), str(path))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     if not is_run(path):
         raise EvalkitError(f"not a complete evalkit run directory: {path}")
     # A run directory damaged after it was written (edited, truncated) is one line, not a

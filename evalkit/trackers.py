@@ -64,8 +64,8 @@ def scalars(run: Path, gate: str | None = None) -> dict[str, float]:
     """The numbers logged for one run, by tracker key (NaN bounds left out)."""
     data = read_run(run)
     out: dict[str, float] = {}
-    for r in data.scores.itertuples(index=False):
-        key = f"{r.task}/{r.metric}"
+    for r in data.rows:
+        key = f"{r.display_task}/{r.label}"
         for suffix, v in (("", r.value), ("/ci_low", r.ci_low), ("/ci_high", r.ci_high)):
             if v is not None and math.isfinite(float(v)):
                 out[key + suffix] = float(v)

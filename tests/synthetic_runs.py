@@ -57,7 +57,7 @@ def make_run(
         specs = [MetricSpec(m, higher_is_better=m not in t.lower_is_better) for m in t.metrics]
         scores += task_scores(name, t.family, specs, items)
     manifest: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": 2,
         "model_fingerprint": fingerprint,
         "checkpoint": f"/ckpts/{run_name or path.name}",
         "suite": suite,

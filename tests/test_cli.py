@@ -64,13 +64,10 @@ def test_score_writes_a_complete_run(random_ckpt: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "95% CI" in proc.stdout and f"run written to {out}" in proc.stdout
     run = read_run(out)
-    # Family rows (`family:<name>`, evalkit.scoring.family_scores) sit beside the task rows.
+    # Family rows (level `family`, evalkit.scoring.family_scores) sit beside the task rows.
     # (smoke's two reasoning tasks share no metric, so that family has no row.)
-    assert {t for t in run.scores["task"] if t.startswith("family:")} == {
-        "family:icl",
-        "family:language_modeling",
-    }
-    assert {t for t in run.scores["task"] if not t.startswith("family:")} == {
+    assert {r.family for r in run.rows if r.level == "family"} == {"icl", "language_modeling"}
+    assert {r.task for r in run.rows if r.level == "task"} == {
         "smoke_arith_mc",
         "smoke_arith_gen",
         "smoke_kv_recall",
@@ -92,22 +89,20 @@ def test_score_writes_a_complete_run(random_ckpt: Path, tmp_path: Path) -> None:
         "difficulty",
     ):
         assert col in run.samples.columns, col
-    assert list(run.scores.columns)[:7] == [
+    assert list(pd.read_parquet(out / "scores.parquet").columns)[:7] == [
         "task",
         "family",
+        "group",
+        "level",
         "metric",
-        "value",
-        "ci_low",
-        "ci_high",
-        "n",
+        "bucket",
+        "label",
     ]
     mc = run.samples[run.samples.task == "smoke_arith_mc"]
     assert all(len(x) == 4 for x in mc.loglikelihoods)
     m = run.manifest
     assert m["model_fingerprint"] and m["tokenizer_fingerprint"] and m["suite"] == "smoke"
-    assert {t["name"] for t in m["tasks"]} == {
-        t for t in run.scores["task"] if not t.startswith("family:")
-    }
+    assert {t["name"] for t in m["tasks"]} == {r.task for r in run.rows if r.level == "task"}
     assert all(len(t["content_hash"]) == 64 for t in m["tasks"])
     listing = evalkit("runs", tmp_path)
     assert listing.returncode == 0 and "run" in listing.stdout and "smoke" in listing.stdout
@@ -228,7 +223,7 @@ def test_samples_parquet_round_trips_tags(random_ckpt: Path, tmp_path: Path) -> 
         "--no-progress",
     )
     assert proc.returncode == 0, proc.stderr
-    samples = pd.read_parquet(out / "samples.parquet")
+    samples = read_run(out).samples
     assert list(samples.doc_id) == [0, 1, 2]
     assert {"n_records", "position", "family"} <= set(samples.columns)
 

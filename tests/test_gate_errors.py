@@ -179,7 +179,9 @@ def _run(tmp: Path, name: str, acc: np.ndarray) -> Path:
 
     path = make_run(tmp / name, {"mc": TaskData("reasoning", {"acc": np.nan_to_num(acc)})})
     samples = pd.read_parquet(path / "samples.parquet")
-    samples["acc"] = acc
+    samples["metrics"] = [
+        {**m, "acc": float(v)} for m, v in zip(samples["metrics"], acc, strict=True)
+    ]
     samples.to_parquet(path / "samples.parquet")
     return path
 

@@ -296,7 +296,7 @@ def test_the_printed_grid_states_threshold_effective_length_and_skips(tmp_path: 
 
     run = _fake_run(tmp_path, NeedleReader(2048, new_tokens=40), ("single",))
     console = Console(record=True, width=200)
-    print_niah(run.scores, run.manifest, console)
+    print_niah(run.rows, run.manifest, console)
     text = console.export_text()
     assert "recall >= 0.85" in text and "2048 tokens of the model's 4096" in text
     assert re.search(r"skipped lengths 8192, 16384: longer than the model's window", text)
@@ -347,10 +347,12 @@ def test_bracketed_metric_names_are_printed_not_eaten_as_markup() -> None:
     from rich.console import Console
 
     from evalkit.report.console import print_scores
-    from evalkit.scoring import Score
+    from evalkit.schema import ScoreRow
 
     console = Console(record=True, width=200)
-    print_scores([Score("t", "f", "recall[len=512,depth=50]", 1.0, 1.0, 1.0, 3, True)], console)
+    row = ScoreRow("t", "f", "recall", 1.0, 1.0, 1.0, 3, True, bucket=(("length", 512),
+                   ("depth", 50)), label="recall[len=512,depth=50]")  # fmt: skip
+    print_scores([row], console)
     assert "recall[len=512,depth=50]" in console.export_text()
 
 

@@ -186,7 +186,7 @@ def test_long_context_and_code_sections_render_when_present(tmp_path: Path) -> N
             scores.append(
                 _score("niah_single", "long_context", f"acc[depth={depth},length={length}]", v)
             )
-    scores.append(_score("niah_single", "long_context", "effective_context_length", 1024.0))
+    scores.append(_score("niah_single", "long_context", "effective_length[recall>=0.85]", 1024.0))
     for k, v in ((1, 0.2), (5, 0.45), (10, 0.6)):
         scores.append(_score("code_add", "code", f"pass@{k}", v))
         scores.append(_score("code_mul", "code", f"pass@k[k={k}]", v / 2))
@@ -199,7 +199,7 @@ def test_long_context_and_code_sections_render_when_present(tmp_path: Path) -> N
     lc = section(files, "long-context")
     assert lc.note is None and [f.path.name for f in lc.figures] == ["long_context_niah_single.png"]
     assert lc.tables[0].rows == (
-        ("niah_single", "effective_context_length", "1.02e+03 [1.02e+03, 1.02e+03]"),
+        ("niah_single", "effective_length[recall>=0.85]", "1.02e+03 [1.02e+03, 1.02e+03]"),
     )
     code = section(files, "code")
     assert code.note is None and code.tables[0].header[1:4] == (
@@ -237,13 +237,12 @@ def test_long_context_grid_from_item_tags(tmp_path: Path) -> None:
     assert_png(sec.figures[0].path)
 
 
-def test_metric_name_parsing() -> None:
-    assert S.split("acc[k=4]") == ("acc", "k=4")
-    assert S.split("acc_gap_en[de]") == ("acc_gap_en", "de")
-    assert S.split("bpb") == ("bpb", None)
-    assert S.keyvals("depth=0.5,length=1024") == {"depth": "0.5", "length": "1024"}
-    assert S.unit("acc[en]") == "acc[en] (fraction of items)"
-    assert S.unit("acc_gap_en[de]") == "acc_gap_en[de] (fraction of items)"
+def test_units_follow_the_metric_field() -> None:
+    # Names are no longer split here: v1 names are decoded once by evalkit.migrate
+    # (tests/test_schema.py), and sections read the rows' metric and bucket fields.
+    assert S.unit("acc") == "acc (fraction of items)"
+    assert S.unit("acc_gap_en") == "acc_gap_en (fraction of items)"
+    assert S.unit("slope_log2k") == "slope_log2k"
 
 
 # -- CLI ------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def test_summary_rows_are_finite_and_hold_their_value() -> None:
             Summary("distinct", _all_distinct, cluster=None),
         ]
     )
-    rows = {s.metric: s for s in summary_scores(task, _results(30))}  # type: ignore[arg-type]
+    rows = {s.label: s for s in summary_scores(task, _results(30))}  # type: ignore[arg-type]
     assert "undefined" not in rows  # a NaN summary writes no row
     d = rows["distinct"]
     assert d.value == 1.0 and d.ci_low <= d.value <= d.ci_high and d.n == 30

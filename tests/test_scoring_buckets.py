@@ -48,7 +48,7 @@ def test_per_k_rows_carry_their_own_n_and_interval() -> None:
         )
         for k in (0, 4)
     )
-    rows = {s.metric: s for s in summary_scores(_Task(summaries=summaries), results)}  # type: ignore[arg-type]
+    rows = {s.label: s for s in summary_scores(_Task(summaries=summaries), results)}  # type: ignore[arg-type]
     assert rows["acc[k=0]"].n == 10 and rows["acc[k=4]"].n == 30  # not the task's 40
     assert rows["acc[k=0]"].value == 1.0
     # All correct at k = 0: a Wilson interval, not the collapsed [1, 1].

@@ -9,7 +9,8 @@ import pytest
 
 from evalkit.errors import EvalkitError
 from evalkit.provenance import find_provenance, load_provenance
-from evalkit.scoring import Score, task_scores
+from evalkit.schema import ScoreRow
+from evalkit.scoring import task_scores
 from evalkit.stats import mean_ci
 from evalkit.store import list_runs, read_run, samples_frame, scores_frame, write_run
 from evalkit.tasks.base import ItemResult, MetricSpec
@@ -24,11 +25,12 @@ def _results() -> list[ItemResult]:
 
 def test_write_then_read_round_trip(tmp_path: Path) -> None:
     scores = task_scores("t", "fam", [MetricSpec("acc")], _results())
+    manifest = {"schema_version": 2, "x": 1}
     out = write_run(
-        tmp_path / "run", {"x": 1}, samples_frame({"t": _results()}), scores_frame(scores)
+        tmp_path / "run", manifest, samples_frame({"t": _results()}), scores_frame(scores)
     )
     run = read_run(out)
-    assert run.manifest == {"x": 1}
+    assert run.manifest == manifest
     assert list(run.samples.columns[:6]) == [
         "task",
         "doc_id",
@@ -38,8 +40,9 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
         "target",
     ]
     assert run.samples.lang.tolist() == ["en"] * 10
-    row = run.scores.iloc[0]
-    assert (row.task, row.metric, row.n) == ("t", "acc", 10)
+    assert (run.metric_columns, run.tag_columns) == (("acc",), ("lang",))
+    (row,) = run.rows
+    assert (row.task, row.metric, row.n, row.level, row.primary) == ("t", "acc", 10, "task", True)
     assert row.ci_low <= row.value == 0.5 <= row.ci_high
     assert list_runs(tmp_path) == [out]
 
@@ -75,7 +78,7 @@ def test_mean_ci_is_reproducible_and_covers_the_mean() -> None:
 def test_scores_reject_an_empty_metric() -> None:
     with pytest.raises(EvalkitError, match="no values"):
         task_scores("t", "f", [MetricSpec("missing")], _results())
-    assert isinstance(task_scores("t", "f", [MetricSpec("acc")], _results())[0], Score)
+    assert isinstance(task_scores("t", "f", [MetricSpec("acc")], _results())[0], ScoreRow)
 
 
 PROV = """

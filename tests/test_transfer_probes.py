@@ -201,7 +201,7 @@ def test_fewshot_curve_slope_by_hand() -> None:
         return -1.0 if right == (k >= 4) else -3.0
 
     _, results = run(task, FakeBackend(score_fn=score_fn))
-    scores = {s.metric: s for s in summary_scores(task, results)}
+    scores = {s.label: s for s in summary_scores(task, results)}
     xs = [math.log2(k + 1) for k in CURVE["ks"]]  # type: ignore[union-attr]
     ys = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
     assert scores["slope_log2k"].value == pytest.approx(ols_slope(xs, ys))
@@ -268,7 +268,7 @@ def test_flipped_labels_counts_and_flip_delta() -> None:
         return -1.0 if right == (flipped <= 4) else -2.0
 
     _, results = run(task, FakeBackend(score_fn=score_fn))
-    s = {x.metric: x.value for x in summary_scores(task, results)}
+    s = {x.label: x.value for x in summary_scores(task, results)}
     assert s["acc[flip_0]"] == 1.0 and s["acc[flip_50]"] == 1.0 and s["acc[flip_100]"] == 0.0
     assert s["flip_delta"] == 1.0
 
@@ -285,7 +285,7 @@ def test_label_sensitivity_formula() -> None:
         results.append(_result(3 * i, float(i < 9), condition="gold", test_doc=i))
         results.append(_result(3 * i + 1, float(i < 6), condition="random", test_doc=i))
         results.append(_result(3 * i + 2, float(i < 3), condition="zero_shot", test_doc=i))
-    s = {x.metric: x for x in summary_scores(task, results)}
+    s = {x.label: x for x in summary_scores(task, results)}
     assert s["label_sensitivity"].value == pytest.approx(0.5)
     assert s["acc[gold]"].value == pytest.approx(0.9)
 
@@ -320,7 +320,7 @@ def test_probe_yaml_loads_and_validates(tmp_path: Path) -> None:
 def test_language_scores_and_gap_to_english() -> None:
     results = [_result(i, float(i % 2 == 0), language="en") for i in range(10)]
     results += [_result(10 + i, float(i < 2), language="zh") for i in range(10)]
-    rows = {s.metric: s for s in language_scores("t", "multilingual", [MetricSpec("acc")], results)}
+    rows = {s.label: s for s in language_scores("t", "multilingual", [MetricSpec("acc")], results)}
     assert rows["acc[en]"].value == pytest.approx(0.5)
     assert rows["acc[zh]"].value == pytest.approx(0.2)
     gap = rows["acc_gap_en[zh]"]
@@ -342,7 +342,7 @@ def test_family_scores_mean_of_task_scores() -> None:
         "c": [_result(i, 1.0) for i in range(5)],
     }
     rows = family_scores([a, b, c], per_task)  # type: ignore[list-item]
-    by = {(s.task, s.metric): s for s in rows}
+    by = {(s.display_task, s.label): s for s in rows}
     fam = by[("family:reasoning", "acc")]
     assert fam.value == pytest.approx((0.8 + 0.05) / 2)  # unweighted over tasks
     assert fam.n == 50 and fam.ci_low <= fam.value <= fam.ci_high

@@ -78,11 +78,13 @@ def test_checks_pass_what_is_fine(tmp_path: Path) -> None:  # positive controls
 
 
 def _run(tmp_path: Path) -> Path:
-    import pandas as pd
+    from evalkit.schema import ScoreRow
+    from evalkit.store import samples_frame, scores_frame
+    from evalkit.tasks.base import ItemResult
 
-    scores = pd.DataFrame([{"task": "t", "metric": "acc", "value": 1.0}])
-    samples = pd.DataFrame([{"task": "t", "doc_id": 0}])
-    return write_run(tmp_path / "run", {"schema_version": 1}, samples, scores)
+    scores = scores_frame([ScoreRow("t", "f", "acc", 1.0, 1.0, 1.0, 1, True, primary=True)])
+    samples = samples_frame({"t": [ItemResult(0, "h", (), None, "a", {"acc": 1.0})]})
+    return write_run(tmp_path / "run", {"schema_version": 2}, samples, scores)
 
 
 @pytest.mark.parametrize(

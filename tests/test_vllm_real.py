@@ -195,8 +195,10 @@ def compare_runs(vdir: Path, hdir: Path) -> None:
             b["n_items"],
         )
         assert a["skipped_items"] == b["skipped_items"] == 0
-    v = pd.read_parquet(vdir / "samples.parquet").sort_values(["task", "doc_id"])
-    h = pd.read_parquet(hdir / "samples.parquet").sort_values(["task", "doc_id"])
+    from evalkit.store import read_run
+
+    v = read_run(vdir).samples.sort_values(["task", "doc_id"])
+    h = read_run(hdir).samples.sort_values(["task", "doc_id"])
     assert list(v["task"]) == list(h["task"]) and list(v["doc_id"]) == list(h["doc_id"])
     assert list(v["prompt_hash"]) == list(h["prompt_hash"])
     assert list(v["prediction"].astype(str)) == list(h["prediction"].astype(str))
@@ -215,10 +217,10 @@ def compare_runs(vdir: Path, hdir: Path) -> None:
 
 
 def _metric_columns(frame: Any) -> list[str]:
-    from evalkit.store import _BASE_COLUMNS
+    from evalkit.schema import SAMPLE_BASE_COLUMNS
 
     numeric = frame.select_dtypes("number").columns
-    return [c for c in numeric if c not in _BASE_COLUMNS and c != "doc_id"]
+    return [c for c in numeric if c not in SAMPLE_BASE_COLUMNS and c != "doc_id"]
 
 
 if __name__ == "__main__":  # pragma: no cover

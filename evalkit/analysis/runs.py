@@ -76,21 +76,22 @@ def is_chat_run(manifest: Mapping[str, Any]) -> bool:
 
 
 def side_from_run(run: RunData, label: str | None = None) -> RunSide:
-    scores = run.scores
     samples = run.samples
-    if len(samples) == 0 or len(scores) == 0:
+    if len(samples) == 0 or not run.rows:
         raise EvalkitError(f"run {run.path} has no items")
     families: dict[str, str] = {}
     metrics: dict[str, list[MetricInfo]] = {}
     item_tasks = set(samples.task.astype(str))
-    for row in scores.itertuples(index=False):
-        task = str(row.task)
+    # A task's rows over all its items, the primary first: the metrics paired item by item.
+    task_rows = [r for r in run.rows if r.level == "task" and not r.bucket]
+    for row in sorted(task_rows, key=lambda r: not r.primary):
+        task = row.task
         if task not in item_tasks:
-            continue  # an aggregate row (e.g. `family:<name>`), not a task with items
-        families.setdefault(task, str(row.family))
-        name = str(row.metric)
-        if name not in samples.columns:
             continue
+        families.setdefault(task, row.family)
+        name = row.metric
+        if name not in run.metric_columns:
+            continue  # a task-level summary (a slope, a ratio) without per-item values
         values = samples.loc[samples.task == task, name]
         if not all(isinstance(v, numbers.Real) for v in values.dropna().head(5)):
             continue  # a tuple-valued (weighted) metric: not a per-item mean, not paired
@@ -98,12 +99,7 @@ def side_from_run(run: RunData, label: str | None = None) -> RunSide:
         if all(m.name != name for m in ms):
             ms.append(MetricInfo(name, bool(row.higher_is_better)))
     metric_names = {m.name for ms in metrics.values() for m in ms}
-    all_metric_names = set(scores.metric.astype(str))
-    tags = tuple(
-        c
-        for c in samples.columns
-        if c not in BASE_COLUMNS and c not in metric_names and c not in all_metric_names
-    )
+    tags = tuple(c for c in run.tag_columns if c not in BASE_COLUMNS)
     keep = ["task", "doc_id", "target", "prompt_hash", *sorted(metric_names), *tags]
     frame = samples[[c for c in keep if c in samples.columns]].copy()
     frame["task"] = frame["task"].astype(str)

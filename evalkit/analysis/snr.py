@@ -62,19 +62,17 @@ def order_runs(runs: Sequence[RunData]) -> list[RunData]:
 
 
 def task_score(run: RunData, task: str, metric: str) -> float | None:
-    s = run.scores
-    rows = s[(s.task == task) & (s.metric == metric)]
-    if len(rows) == 0:
+    """The value of the row shown as (`task`, `metric`): a task's, or a family's
+    (`family:<name>`), by its metric label."""
+    row = next((r for r in run.rows if r.display_task == task and r.label == metric), None)
+    if row is None:
         return None
-    value = float(rows.value.iloc[0])
-    return value if math.isfinite(value) else None
+    return row.value if math.isfinite(row.value) else None
 
 
 def primary_metrics(run: RunData) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for row in run.scores.itertuples(index=False):
-        seen.setdefault(str(row.task), str(row.metric))
-    return list(seen.items())
+    """(task as shown, primary metric) for every task, family and group of the run."""
+    return [(r.display_task, r.label) for r in run.rows if r.primary]
 
 
 def checkpoint_noise(runs: Sequence[RunData], task: str, metric: str, last: int) -> float:

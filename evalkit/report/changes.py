@@ -18,13 +18,11 @@ from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.sections import (
     _ITEM_METRICS,
-    FAMILY_PREFIX,
     ReportContext,
     _position,
     _slug,
     primary,
     rows,
-    split,
     unit,
 )
 
@@ -39,22 +37,22 @@ def _training_run(manifest: Any) -> str | None:
 
 
 def _metrics(ctx: ReportContext) -> list[tuple[str, str, bool]]:
-    """(task, metric, is_primary) for the focus run: each task's primary metric, then its own
-    summary metrics (unbracketed and not a per-item multiple-choice metric)."""
+    """(task, metric label, is_primary) for the focus run: each task's primary metric, then its
+    own summary metrics (rows over all items that are not a per-item multiple-choice metric)."""
     by_task: dict[str, list[Any]] = {}
     for r in rows(ctx.focus):
-        if not r.task.startswith(FAMILY_PREFIX):
+        if r.level == "task":
             by_task.setdefault(r.task, []).append(r)
     out: list[tuple[str, str, bool]] = []
     for task, rs in by_task.items():
         first = primary(rs)
         if first is None:
             continue
-        out.append((task, first.metric, True))
+        out.append((task, first.label, True))
         for r in rs:
-            if r is first or split(r.metric)[1] is not None or r.metric in _ITEM_METRICS:
+            if r is first or r.bucket or r.metric in _ITEM_METRICS:
                 continue
-            out.append((task, r.metric, False))
+            out.append((task, r.label, False))
     return out
 
 

@@ -11,17 +11,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from evalkit.scoring import FAMILY_PREFIX, Score
+from evalkit.schema import ScoreRow
 from evalkit.tasks.kinds import KindSpec
 
 
-def print_scores(scores: Sequence[Score], console: Console | None = None) -> None:
-    """The family table first (rows `family:<name>`, see `evalkit.scoring.family_scores`),
-    then every task's scores."""
+def print_scores(scores: Sequence[ScoreRow], console: Console | None = None) -> None:
+    """The family and group table first (see `evalkit.scoring.family_scores`), then every
+    task's scores."""
     # Piped output (CI logs, files) gets a wide table rather than 80 columns of ellipses.
     console = console or Console(width=None if sys.stdout.isatty() else 140)
-    families = [s for s in scores if s.task.startswith(FAMILY_PREFIX)]
-    tasks = [s for s in scores if not s.task.startswith(FAMILY_PREFIX)]
+    families = [s for s in scores if s.is_aggregate]
+    tasks = [s for s in scores if not s.is_aggregate]
     if families:
         table = Table(title="Families (mean of their tasks' scores, 95% bootstrap CI)")
         table.add_column("family", no_wrap=True)
@@ -33,7 +33,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
             arrow = "↑" if s.higher_is_better else "↓"
             table.add_row(
                 s.family,
-                f"{escape(s.metric)} {arrow}",
+                f"{escape(s.label)} {arrow}",
                 f"{s.value:.4g}",
                 f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
                 str(s.n),
@@ -49,7 +49,7 @@ def print_scores(scores: Sequence[Score], console: Console | None = None) -> Non
         arrow = "↑" if s.higher_is_better else "↓"
         table.add_row(
             s.task,
-            f"{escape(s.metric)} {arrow}",
+            f"{escape(s.label)} {arrow}",
             f"{s.value:.4g}",
             f"[{s.ci_low:.4g}, {s.ci_high:.4g}]",
             str(s.n),

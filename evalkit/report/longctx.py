@@ -3,7 +3,6 @@ run's scores and manifest (see evalkit.tasks.probes.niah for the rows it reads).
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,37 +10,35 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evalkit.scoring import Score
-
-_CELL = re.compile(r"^recall\[len=(\d+),depth=(\d+)\]$")
-_LENGTH = re.compile(r"^recall\[len=(\d+)\]$")
-_EFFECTIVE = re.compile(r"^effective_length\[recall>=([0-9.]+)\]$")
+from evalkit.schema import ScoreRow
 
 
-def niah_grids(scores: Sequence[Score]) -> dict[str, dict[str, Any]]:
+def niah_grids(scores: Sequence[ScoreRow]) -> dict[str, dict[str, Any]]:
     """Per needle task: {'cells': {(length, depth): recall}, 'lengths': {length: recall},
-    'effective': (threshold, tokens) or None}."""
+    'effective': (threshold, tokens) or None}, from the rows' metric and bucket fields."""
     out: dict[str, dict[str, Any]] = {}
     for s in scores:
-        cell, length, eff = (
-            _CELL.match(s.metric),
-            _LENGTH.match(s.metric),
-            _EFFECTIVE.match(s.metric),
-        )
+        if s.level != "task":
+            continue
+        b = s.bucket_map
+        keys = set(b)
+        cell = s.metric == "recall" and keys == {"length", "depth"}
+        length = s.metric == "recall" and keys == {"length"}
+        eff = s.metric == "effective_length" and keys == {"threshold"}
         if not (cell or length or eff):
             continue
         g = out.setdefault(s.task, {"cells": {}, "lengths": {}, "effective": None})
         if cell:
-            g["cells"][(int(cell.group(1)), int(cell.group(2)))] = s.value
+            g["cells"][(int(b["length"]), int(b["depth"]))] = s.value
         elif length:
-            g["lengths"][int(length.group(1))] = (s.value, s.ci_low, s.ci_high)
-        elif eff:
-            g["effective"] = (float(eff.group(1)), int(s.value))
+            g["lengths"][int(b["length"])] = (s.value, s.ci_low, s.ci_high)
+        else:
+            g["effective"] = (float(b["threshold"]), int(s.value))
     return {t: g for t, g in out.items() if g["cells"]}
 
 
 def print_niah(
-    scores: Sequence[Score], manifest: Mapping[str, Any], console: Console | None = None
+    scores: Sequence[ScoreRow], manifest: Mapping[str, Any], console: Console | None = None
 ) -> None:
     """One table per needle task: recall by depth (rows) and length (columns), recall per
     length with its 95% CI, the effective context length with its threshold, and the lengths

@@ -1,15 +1,18 @@
 """The sections of `evalkit report`: each a small function from the runs to a `Section`.
 
 A section that finds none of its data in the runs returns a short note instead of failing, so
-one report layout serves every suite. Sections find their data by metric and tag names only:
+one report layout serves every suite. Sections find their data in the typed score rows'
+fields (`evalkit.schema.ScoreRow`: level, metric, bucket, primary), never in their names:
 
-- families: rows whose task is `family:<name>`; the first metric listed is the family's primary;
-- few-shot curves: metrics `M[k=N]` (and item tags `k`, `seed` for one faint line per seed);
-- label conditions: metrics `M[zero_shot|gold|random|pct_N|flip_N]`;
-- multilingual: metrics `M[lang]` and `M_gap_en[lang]` (gap = lang − English);
-- long context: metrics `M[depth=D,length=L]` (or item tags `depth` and `length`), and any metric
-  whose name contains `effective` (the effective context length);
-- code: metrics `pass@N` (or `pass_at_N`, `pass@k[k=N]`).
+- families: rows of level family or group, each's primary row first;
+- few-shot curves: rows bucketed by {"k": N} (and item tags `k`, `seed` for one faint line per
+  seed);
+- label conditions: `acc` rows bucketed by {"condition": C};
+- multilingual: rows bucketed by {"language": L}, of metric M and `M_gap_en` (lang − English);
+- long context: rows bucketed by {"length": L, "depth": D} (or item tags `depth` and `length`),
+  and `effective_length` rows (their bucket holds the recall threshold);
+- code: `pass@k` rows bucketed by {"k": N}, or metrics `pass@N` (`pass_at_N`): code tasks
+  still name k in the metric (see `_pass_rows`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.markdown import num, pval, signed
 from evalkit.report.runfacts import run_fact_blocks
+from evalkit.schema import Level, TagValue
 from evalkit.store import RunData
 
-FAMILY_PREFIX = "family:"
-_BRACKET = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<group>[^\[\]]+)\]$")
-_PASS = re.compile(r"^pass(?:@|_at_)(?P<k>\d+)$|^pass@k\[k=(?P<k2>\d+)\]$")
-_LANG = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z]{2,4})?$")
+# Code tasks name k in the metric (`pass@1`, lm-eval's `pass_at_1`); the one name pattern
+# left, until code tasks declare k as a bucket (issue 18, item 3).
+_PASS = re.compile(r"^pass(?:@|_at_)(?P<k>\d+)$")
 # Per-item metrics that every multiple-choice task has; anything else an ICL task reports is one
 # of its own summaries (slope over k, label sensitivity, induction gain...).
 _ITEM_METRICS = frozenset(
@@ -49,6 +52,8 @@ _ITEM_METRICS = frozenset(
         "exact_match",
     ]
 )
+PASS_AT_K = "pass@k"  # bucketed by {"k": N}
+EFFECTIVE = "effective_length"  # evalkit.tasks.probes.niah's effective context length
 CONTINUOUS = ("p_correct", "bpb")  # beside the primary metric in the per-task table
 LABEL_CONDITIONS = ("zero_shot", "gold", "random")
 
@@ -88,6 +93,9 @@ SectionFn = Callable[[ReportContext], Section]
 
 @dataclass(frozen=True)
 class Row:
+    """A score row as the sections use it: `task` is the task's name, or the family's or
+    group's for aggregate rows (`level`); `label` is the metric as shown."""
+
     task: str
     family: str
     metric: str
@@ -96,37 +104,33 @@ class Row:
     high: float
     n: int
     higher_is_better: bool
+    label: str = ""
+    bucket: tuple[tuple[str, TagValue], ...] = ()
+    level: Level = "task"
+    primary: bool = False
+
+    def at(self, key: str) -> TagValue | None:
+        return dict(self.bucket).get(key)
 
 
 def rows(run: RunData) -> list[Row]:
     return [
         Row(
-            str(r.task),
-            str(r.family),
-            str(r.metric),
+            r.scope,
+            r.family,
+            r.metric,
             float(r.value),
             float(r.ci_low),
             float(r.ci_high),
             int(r.n),
             bool(r.higher_is_better),
+            r.label,
+            r.bucket,
+            r.level,
+            r.primary,
         )
-        for r in run.scores.itertuples(index=False)
+        for r in run.rows
     ]
-
-
-def split(metric: str) -> tuple[str, str | None]:
-    """`acc[k=4]` -> ('acc', 'k=4'); `acc` -> ('acc', None)."""
-    m = _BRACKET.match(metric)
-    return (m["base"], m["group"]) if m else (metric, None)
-
-
-def keyvals(group: str) -> dict[str, str]:
-    out = {}
-    for part in re.split(r"[,;]", group):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def by_task(rs: Sequence[Row]) -> dict[str, list[Row]]:
@@ -137,11 +141,11 @@ def by_task(rs: Sequence[Row]) -> dict[str, list[Row]]:
 
 
 def task_rows(run: RunData) -> dict[str, list[Row]]:
-    return {t: v for t, v in by_task(rows(run)).items() if not t.startswith(FAMILY_PREFIX)}
+    return by_task([r for r in rows(run) if r.level == "task"])
 
 
 def primary(rs: Sequence[Row]) -> Row | None:
-    return next((r for r in rs if split(r.metric)[1] is None), None)
+    return next((r for r in rs if r.primary), None)
 
 
 def ci(r: Row | None) -> str:
@@ -151,16 +155,16 @@ def ci(r: Row | None) -> str:
 
 
 def arrow(r: Row) -> str:
-    return r.metric + (" ↑" if r.higher_is_better else " ↓")
+    return r.label + (" ↑" if r.higher_is_better else " ↓")
 
 
 _UNITS = {m.name: m.unit for m in CATALOG.values() if m.unit}  # declared in evalkit.metrics
 
 
 def unit(metric: str) -> str:
-    """`acc` -> 'acc (fraction of items)': axis labels carry units where the metric has one."""
-    base = split(metric)[0]
-    u = _UNITS.get(base) or _UNITS.get(base.removesuffix("_gap_en"))
+    """`acc` -> 'acc (fraction of items)': axis labels carry units where the metric (a row's
+    `metric` field, or a gap to English of one) has one."""
+    u = _UNITS.get(metric) or _UNITS.get(metric.removesuffix("_gap_en"))
     return f"{metric} ({u})" if u else metric
 
 
@@ -220,7 +224,7 @@ def header(ctx: ReportContext) -> Section:
         (
             "backend",
             lambda m: (
-                f"{m.get('backend', '–')} ({m.get('dtype', '–')}"
+                f"{m.get('backend', '–')} ({_dtype(m)}"
                 + (", chat template" if _chat(m) else "")
                 + ")"
             ),
@@ -250,6 +254,13 @@ def header(ctx: ReportContext) -> Section:
     return Section("run", "Run", tuple(blocks))
 
 
+def _dtype(m: dict[str, Any]) -> str:
+    """The dtype the weights ran in; else what was asked for, said as such."""
+    if m.get("dtype_resolved"):
+        return str(m["dtype_resolved"])
+    return f"{m['dtype_requested']} requested" if m.get("dtype_requested") else "–"
+
+
 def _chat(m: dict[str, Any]) -> bool:
     c = m.get("chat_template")
     return bool(c.get("applied")) if isinstance(c, dict) else bool(c)
@@ -261,13 +272,21 @@ def _chat(m: dict[str, Any]) -> bool:
 def family_primaries(run: RunData) -> dict[str, Row]:
     out: dict[str, Row] = {}
     for r in rows(run):
-        if r.task.startswith(FAMILY_PREFIX) and split(r.metric)[1] is None:
-            out.setdefault(r.task[len(FAMILY_PREFIX) :], r)
+        if r.level in ("family", "group") and r.primary:
+            out.setdefault(r.task, r)
     return out
 
 
-def _lookup(run: RunData, task: str, metric: str) -> Row | None:
-    return next((r for r in rows(run) if r.task == task and r.metric == metric), None)
+def _lookup(run: RunData, family: str, label: str) -> Row | None:
+    """A family's or group's row by its metric label."""
+    return next(
+        (
+            r
+            for r in rows(run)
+            if r.level in ("family", "group") and r.task == family and r.label == label
+        ),
+        None,
+    )
 
 
 def families(ctx: ReportContext) -> Section:
@@ -276,13 +295,13 @@ def families(ctx: ReportContext) -> Section:
         return absent("families", "Family scores", "No family rows in these runs.")
     by_metric: dict[str, list[str]] = {}
     for fam, r in ref.items():
-        by_metric.setdefault(r.metric, []).append(fam)
+        by_metric.setdefault(r.label, []).append(fam)
     blocks: list[Any] = []
     for metric, fams in by_metric.items():
         hib = ref[fams[0]].higher_is_better
         bars = []
         for run, lab in zip(ctx.runs, ctx.labels, strict=True):
-            got = [_lookup(run, FAMILY_PREFIX + f, metric) for f in fams]
+            got = [_lookup(run, f, metric) for f in fams]
             nan = float("nan")
             bars.append(
                 P.Bars(
@@ -304,10 +323,10 @@ def families(ctx: ReportContext) -> Section:
     head = ("family", "metric", *(f"`{lab}`" for lab in ctx.labels), "n")
     body = []
     for fam, r in ref.items():
-        cells = [ci(_lookup(run, FAMILY_PREFIX + fam, r.metric)) for run in ctx.runs]
+        cells = [ci(_lookup(run, fam, r.label)) for run in ctx.runs]
         body.append((fam, arrow(r), *cells, str(r.n)))
     blocks.append(Table(head, tuple(body), "value [95% CI]; n: items in the family (last run)"))
-    missing = sorted({r.family for r in rows(ctx.focus)} - set(ref))
+    missing = sorted({r.family for r in rows(ctx.focus) if r.level == "task"} - set(ref))
     if missing:
         blocks.append(
             Text(
@@ -321,7 +340,11 @@ def tasks(ctx: ReportContext) -> Section:
     tr = task_rows(ctx.focus)
     if not tr:
         return absent("tasks", "Tasks", "No task rows in this run.")
-    cont = [c for c in CONTINUOUS if any(any(r.metric == c for r in rs) for rs in tr.values())]
+    cont = [
+        c
+        for c in CONTINUOUS
+        if any(any(r.metric == c and not r.bucket for r in rs) for rs in tr.values())
+    ]
     head: tuple[str, ...] = ("task", "family", "n", "primary metric", "value [95% CI]")
     head += tuple(f"{c} {'↓' if c == 'bpb' else '↑'} [95% CI]" for c in cont)
     body = []
@@ -329,7 +352,7 @@ def tasks(ctx: ReportContext) -> Section:
         p = primary(rs)
         if p is None:
             continue
-        extra = [ci(next((r for r in rs if r.metric == c), None)) for c in cont]
+        extra = [ci(next((r for r in rs if r.metric == c and not r.bucket), None)) for c in cont]
         body.append((task, p.family, str(p.n), arrow(p), ci(p), *extra))
     caption = (
         "Continuous metrics move before accuracy does on small or early checkpoints: p_correct "
@@ -343,31 +366,26 @@ def tasks(ctx: ReportContext) -> Section:
 
 # -- long context ----------------------------------------------------------------------------
 
-_DEPTH_KEYS = ("depth", "depth_pct", "needle_depth")
-_LENGTH_KEYS = ("length", "len", "context_length", "ctx", "context", "tokens", "ctx_len")
+# The bucket keys and item tags of a depth x length grid (evalkit.tasks.probes.niah).
+DEPTH, LENGTH = "depth", "length"
 
 
 def _grid_from_scores(rs: Sequence[Row]) -> dict[tuple[float, float], Row]:
     grid: dict[tuple[float, float], Row] = {}
     for r in rs:
-        _, group = split(r.metric)
-        if group is None:
+        d, n = r.at(DEPTH), r.at(LENGTH)
+        if {k for k, _ in r.bucket} != {DEPTH, LENGTH}:
             continue
-        kv = keyvals(group)
-        d = next((kv[k] for k in _DEPTH_KEYS if k in kv), None)
-        n = next((kv[k] for k in _LENGTH_KEYS if k in kv), None)
-        try:
-            if d is not None and n is not None:
-                grid[(float(d), float(n))] = r
-        except ValueError:
-            continue
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (d, n)):
+            raise EvalkitError(f"task {r.task}: row {r.label} has a non-numeric depth or length")
+        grid[(float(d), float(n))] = r  # type: ignore[arg-type]
     return grid
 
 
 def _grid_from_samples(run: RunData, task: str, metric: str) -> dict[tuple[float, float], float]:
     s = run.samples
-    length = next((c for c in _LENGTH_KEYS if c in s.columns), None)
-    if "depth" not in s.columns or length is None or metric not in s.columns:
+    length = LENGTH if LENGTH in run.tag_columns else None
+    if DEPTH not in run.tag_columns or length is None or metric not in run.metric_columns:
         return {}
     t = s[(s.task == task)].dropna(subset=["depth", length, metric])
     if t.empty:
@@ -386,13 +404,13 @@ def long_context(ctx: ReportContext) -> Section:
     effective: list[tuple[str, ...]] = []
     for task, rs in task_rows(ctx.focus).items():
         for r in rs:
-            if "effective" in r.metric:
-                effective.append((task, r.metric, ci(r)))
+            if r.metric == EFFECTIVE:
+                effective.append((task, r.label, ci(r)))
         grid: dict[tuple[float, float], float] = {
             k: v.value for k, v in _grid_from_scores(rs).items()
         }
         p = primary(rs)
-        metric = split(next(iter(_grid_from_scores(rs).values())).metric)[0] if grid else None
+        metric = next(iter(_grid_from_scores(rs).values())).metric if grid else None
         if not grid and p is not None:
             metric = p.metric
             grid = _grid_from_samples(ctx.focus, task, p.metric)
@@ -418,8 +436,8 @@ def long_context(ctx: ReportContext) -> Section:
             vmin=lo,
             vmax=hi,
         )
-        eff = [r for r in rs if "effective" in r.metric]
-        caption = "; ".join(f"{r.metric}: {ci(r)}" for r in eff)
+        eff = [r for r in rs if r.metric == EFFECTIVE]
+        caption = "; ".join(f"{r.label}: {ci(r)}" for r in eff)
         blocks.append(Figure(path, f"{task} depth × length heatmap", caption))
     if effective:
         blocks.append(Table(("task", "metric", "value [95% CI]"), tuple(effective)))
@@ -427,7 +445,7 @@ def long_context(ctx: ReportContext) -> Section:
         return absent(
             "long-context",
             title,
-            "No long-context results in this run (no `M[depth=…,length=…]` rows, `depth`/`length` "
+            "No long-context results in this run (no rows by depth and length, `depth`/`length` "
             "item tags or effective-length metric).",
         )
     return Section("long-context", title, tuple(blocks))
@@ -437,13 +455,14 @@ def long_context(ctx: ReportContext) -> Section:
 
 
 def _k_rows(rs: Sequence[Row]) -> dict[str, list[tuple[int, Row]]]:
+    """Per metric, its rows bucketed by the number of demonstrations k alone."""
     out: dict[str, list[tuple[int, Row]]] = {}
     for r in rs:
-        base, group = split(r.metric)
-        kv = keyvals(group) if group else {}
-        # pass@k[k=N] is a code metric over samples, not a curve over demonstrations.
-        if "k" in kv and kv["k"].isdigit() and len(kv) == 1 and not _PASS.match(r.metric):
-            out.setdefault(base, []).append((int(kv["k"]), r))
+        k = r.at("k")
+        # pass@k by k is a code metric over samples, not a curve over demonstrations.
+        is_k = len(r.bucket) == 1 and isinstance(k, int) and not isinstance(k, bool)
+        if is_k and r.metric != PASS_AT_K:
+            out.setdefault(r.metric, []).append((k, r))  # type: ignore[arg-type]
     return {b: sorted(v, key=lambda t: t[0]) for b, v in out.items()}
 
 
@@ -500,11 +519,9 @@ def _label_points(tr: dict[str, list[Row]]) -> dict[str, Row]:
     out: dict[str, Row] = {}
     for rs in tr.values():
         for r in rs:
-            base, group = split(r.metric)
-            if base != "acc" or group is None:
-                continue
-            if group in LABEL_CONDITIONS or re.fullmatch(r"(pct|flip)_\d+", group):
-                out.setdefault(group, r)
+            cond = r.at("condition")
+            if r.metric == "acc" and len(r.bucket) == 1 and isinstance(cond, str):
+                out.setdefault(cond, r)
     return out
 
 
@@ -575,13 +592,13 @@ def icl(ctx: ReportContext) -> Section:
         for t, rs in tr.items()
         if rs and rs[0].family == "icl"
         for r in rs
-        if split(r.metric)[1] is None and r.metric not in _ITEM_METRICS
+        if not r.bucket and r.metric not in _ITEM_METRICS
     ]
     if summaries:
         blocks.append(Table(("task", "summary metric", "value [95% CI]"), tuple(summaries)))
     if not blocks:
         return absent(
-            "icl", title, "No in-context-learning results in this run (no `M[k=N]` or label rows)."
+            "icl", title, "No in-context-learning results in this run (no rows by k or label)."
         )
     return Section("icl", title, tuple(blocks))
 
@@ -591,20 +608,25 @@ def icl(ctx: ReportContext) -> Section:
 
 def _languages(rs: Sequence[Row]) -> tuple[str | None, dict[str, Row], dict[str, Row]]:
     """The metric with per-language gaps (acc first), its per-language rows and its gaps."""
-    gap_bases = {split(r.metric)[0][: -len("_gap_en")] for r in rs if "_gap_en[" in r.metric}
+    by_lang = [r for r in rs if len(r.bucket) == 1 and isinstance(r.at("language"), str)]
+    metrics = {r.metric for r in by_lang}
+    gap_bases = {m for m in metrics if gap_metric(m) in metrics}
     if not gap_bases:
         return None, {}, {}
     base = "acc" if "acc" in gap_bases else sorted(gap_bases)[0]
     per, gaps = {}, {}
-    for r in rs:
-        b, group = split(r.metric)
-        if group is None or not _LANG.match(group):
-            continue
-        if b == base:
-            per[group] = r
-        elif b == f"{base}_gap_en":
-            gaps[group] = r
+    for r in by_lang:
+        lang = str(r.at("language"))
+        if r.metric == base:
+            per[lang] = r
+        elif r.metric == gap_metric(base):
+            gaps[lang] = r
     return base, per, gaps
+
+
+def gap_metric(metric: str) -> str:
+    """The name `evalkit.scoring.language_scores` gives a metric's gap to English."""
+    return f"{metric}_gap_en"
 
 
 def multilingual(ctx: ReportContext) -> Section:
@@ -614,7 +636,9 @@ def multilingual(ctx: ReportContext) -> Section:
     }
     if not found:
         return absent(
-            "multilingual", title, "No per-language results in this run (no `M_gap_en[lang]` rows)."
+            "multilingual",
+            title,
+            "No per-language results in this run (no rows by language with gaps to English).",
         )
     langs = sorted(
         {lang for _, per, _ in found.values() for lang in per}, key=lambda x: (x != "en", x)
@@ -676,9 +700,13 @@ def multilingual(ctx: ReportContext) -> Section:
 def _pass_rows(rs: Sequence[Row]) -> list[tuple[int, Row]]:
     out = []
     for r in rs:
-        m = _PASS.match(r.metric)
+        k = r.at("k")
+        if r.metric == PASS_AT_K and isinstance(k, int) and len(r.bucket) == 1:
+            out.append((k, r))
+            continue
+        m = _PASS.match(r.metric) if not r.bucket else None
         if m:
-            out.append((int(m["k"] or m["k2"]), r))
+            out.append((int(m["k"]), r))
     return sorted(out, key=lambda t: t[0])
 
 
@@ -738,7 +766,7 @@ def _catalog_families(ctx: ReportContext) -> Callable[[int, str, str], Row | Non
     frame = trajectory([r.path for r in ctx.runs], level="family")
     found = {
         (str(t.run), str(t.name), str(t.metric)): Row(
-            FAMILY_PREFIX + str(t.name),
+            str(t.name),
             str(t.family),
             str(t.metric),
             float(t.value),
@@ -746,6 +774,8 @@ def _catalog_families(ctx: ReportContext) -> Callable[[int, str, str], Row | Non
             float(t.ci_high),
             int(t.n),
             bool(t.higher_is_better),
+            label=str(t.metric),
+            level="family",
         )
         for t in frame.itertuples(index=False)
     }
@@ -762,7 +792,7 @@ def trajectories(ctx: ReportContext) -> Section:
     ref = family_primaries(ctx.focus)
     by_metric: dict[str, list[str]] = {}
     for fam, r in ref.items():
-        by_metric.setdefault(r.metric, []).append(fam)
+        by_metric.setdefault(r.label, []).append(fam)
     at = _catalog_families(ctx)
     blocks: list[Any] = []
     for metric, fams in by_metric.items():
@@ -791,12 +821,12 @@ def trajectories(ctx: ReportContext) -> Section:
             xticklabels=[ctx.labels[i] for i in order] if ordinal else None,
         )
         blocks.append(Figure(path, f"family {metric} trajectories"))
-    head = ("run", axis, *(f"{f} ({r.metric})" for f, r in ref.items()))
+    head = ("run", axis, *(f"{f} ({r.label})" for f, r in ref.items()))
     body = tuple(
         (
             f"`{ctx.labels[i]}`",
             f"{xs[i]:.4g}",
-            *(ci(at(i, f, r.metric)) for f, r in ref.items()),
+            *(ci(at(i, f, r.label)) for f, r in ref.items()),
         )
         for i in order
     )

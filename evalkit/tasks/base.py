@@ -99,6 +99,10 @@ class Summary:
     higher_is_better: bool = True
     cluster: str | None = "test_doc"
     bucket: Bucket | None = None  # a mean over a subset of the items: its own n and interval
+    # A number computed at a parameter: the row's metric name and the parameter, `metric`
+    # then being only the display label (`effective_length[recall>=0.5]`).
+    base: str | None = None
+    params: tuple[tuple[str, TagValue], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -316,6 +316,8 @@ class NiahTask(TaskDefaults):
                 f"effective_length[recall>={self.threshold:g}]",
                 _effective(self.threshold),
                 cluster=None,  # items are independent draws (fresh needles each)
+                base="effective_length",
+                params=(("threshold", self.threshold),),
             )
         )
         return tuple(out)
