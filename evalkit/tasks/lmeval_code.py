@@ -18,6 +18,8 @@ test programs are lm-eval's own) and replaces only the executor:
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -88,14 +90,8 @@ class DeferredCodeEval:
 DEFERRED = DeferredCodeEval()
 
 
-@contextlib.contextmanager
-def deferred_code_eval() -> Iterator[None]:
-    """`evaluate.load("code_eval")` gives DEFERRED while lm-eval imports its task modules."""
-    try:
-        import evaluate
-    except ImportError:  # lm-eval's code tasks import it; without it they fail to load anyway
-        yield
-        return
+def _patch_load(evaluate: Any) -> Any:
+    """Make `evaluate.load("code_eval")` return DEFERRED; returns the original `load`."""
     original = evaluate.load
 
     def load(path: str, *args: Any, **kwargs: Any) -> Any:
@@ -104,10 +100,56 @@ def deferred_code_eval() -> Iterator[None]:
         return original(path, *args, **kwargs)
 
     evaluate.load = load
+    return original
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Patches `evaluate` as it is imported. Importing it eagerly costs ~10 s (it pulls in
+    transformers' pipelines), which every lm-eval task load paid although only code tasks
+    import it."""
+
+    def __init__(self) -> None:
+        self.originals: list[tuple[Any, Any]] = []
+        self._real: Any = None
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "evaluate":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                self._real = spec.loader
+                spec.loader = self
+                return spec
+        return None
+
+    def create_module(self, spec: Any) -> Any:
+        return self._real.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._real.exec_module(module)
+        self.originals.append((module, _patch_load(module)))
+
+
+@contextlib.contextmanager
+def deferred_code_eval() -> Iterator[None]:
+    """`evaluate.load("code_eval")` gives DEFERRED while lm-eval imports its task modules.
+    `evaluate` is patched now if already imported, else when a task module imports it."""
+    hook = _PatchOnImport()
+    loaded = sys.modules.get("evaluate")
+    if loaded is not None:
+        hook.originals.append((loaded, _patch_load(loaded)))
+    else:
+        sys.meta_path.insert(0, hook)
     try:
         yield
     finally:
-        evaluate.load = original
+        if hook in sys.meta_path:
+            sys.meta_path.remove(hook)
+        for module, original in hook.originals:
+            module.load = original
         with DEFERRED._lock:
             DEFERRED.collected.clear()
 
