@@ -262,3 +262,26 @@ def test_cli_report_bad_input_is_one_line(tmp_path: Path) -> None:
     assert res.output.strip().startswith("error:") and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_long_context_shows_the_last_run_with_needle_results(tmp_path: Path) -> None:
+    # the demo's order: a run with needles, then a run without: the section shows the former
+    # and names it; with the needle run last, it is the focus and no name is needed
+    needles = [_score("niah_single", "long_context", "recall", 0.5)]
+    for length in (256, 512):
+        needles.append(
+            _score("niah_single", "long_context", f"recall[depth=0,length={length}]", 0.5)
+        )
+    needles.append(_score("niah_single", "long_context", "effective_length[recall>=0.85]", 0.0))
+    plain = [_score("arith", "reasoning", "acc", 0.9)]
+    with_needles = _synthetic_run(
+        tmp_path / "needles", needles, pd.DataFrame({"task": ["niah_single"], "doc_id": [0]})
+    )
+    without = _synthetic_run(
+        tmp_path / "plain", plain, pd.DataFrame({"task": ["arith"], "doc_id": [0]})
+    )
+    files = write_report([read_run(with_needles), read_run(without)], tmp_path / "report")
+    lc = section(files, "long-context")
+    assert lc.note is None and [f.path.name for f in lc.figures] == ["long_context_niah_single.png"]
+    files = write_report([read_run(without)], tmp_path / "alone")
+    assert section(files, "long-context").note  # no needle run at all: the section says so

@@ -398,11 +398,25 @@ def _fmt_len(x: float) -> str:
     return f"{x / 1024:g}k" if x >= 1024 and x % 1024 == 0 else f"{x:g}"
 
 
+def _has_long_context(run: RunData) -> bool:
+    return any(
+        r.metric == EFFECTIVE or {"depth", "length"} <= set(dict(r.bucket))
+        for rs in task_rows(run).values()
+        for r in rs
+    )
+
+
 def long_context(ctx: ReportContext) -> Section:
     title = "Long context"
     blocks: list[Any] = []
     effective: list[tuple[str, ...]] = []
-    for task, rs in task_rows(ctx.focus).items():
+    # The focus run, or else the last run given that has needle results (the demo reports
+    # tiny-base, the retrieval control and the label control together), named when not focus.
+    shown = next((i for i in reversed(range(len(ctx.runs))) if _has_long_context(ctx.runs[i])), -1)
+    run = ctx.runs[shown]
+    if shown not in (-1, len(ctx.runs) - 1):
+        blocks.append(Text(f"Run `{ctx.labels[shown]}` (the last run given with needle results)."))
+    for task, rs in task_rows(run).items():
         for r in rs:
             if r.metric == EFFECTIVE:
                 effective.append((task, r.label, ci(r)))
@@ -413,7 +427,7 @@ def long_context(ctx: ReportContext) -> Section:
         metric = next(iter(_grid_from_scores(rs).values())).metric if grid else None
         if not grid and p is not None:
             metric = p.metric
-            grid = _grid_from_samples(ctx.focus, task, p.metric)
+            grid = _grid_from_samples(run, task, p.metric)
         if not grid or metric is None:
             continue
         depths = sorted({d for d, _ in grid})
@@ -441,7 +455,7 @@ def long_context(ctx: ReportContext) -> Section:
         blocks.append(Figure(path, f"{task} depth × length heatmap", caption))
     if effective:
         blocks.append(Table(("task", "metric", "value [95% CI]"), tuple(effective)))
-    if not blocks:
+    if not any(isinstance(b, Figure | Table) for b in blocks):
         return absent(
             "long-context",
             title,
