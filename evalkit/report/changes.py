@@ -16,15 +16,8 @@ from evalkit.analysis.changepoint import Point, describe, summarize_changes
 from evalkit.errors import EvalkitError
 from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
-from evalkit.report.sections import (
-    _ITEM_METRICS,
-    ReportContext,
-    _position,
-    _slug,
-    primary,
-    rows,
-    unit,
-)
+from evalkit.report.common import ITEM_METRICS, slug, training_position
+from evalkit.report.sections import ReportContext, primary, rows, unit
 
 TITLE = "Largest changes over training"
 
@@ -50,7 +43,7 @@ def _metrics(ctx: ReportContext) -> list[tuple[str, str, bool]]:
             continue
         out.append((task, first.label, True))
         for r in rs:
-            if r is first or r.bucket or r.metric in _ITEM_METRICS:
+            if r is first or r.bucket or r.metric in ITEM_METRICS:
                 continue
             out.append((task, r.label, False))
     return out
@@ -61,7 +54,7 @@ def changes(ctx: ReportContext) -> Section:
         return absent("changes", TITLE, "One run: changes need several checkpoints.")
     from evalkit.catalog import trajectory
 
-    axis, xs = _position(ctx)
+    axis, xs = training_position(ctx.runs)
     if axis.startswith("run"):  # e.g. base vs chat: not a training series; see Paired deltas
         return absent(
             "changes",
@@ -117,7 +110,7 @@ def changes(ctx: ReportContext) -> Section:
                 )
             )
         path = P.line_chart(
-            ctx.plot(f"changes_{_slug(metric)}"),
+            ctx.plot(f"changes_{slug(metric)}"),
             title=f"Task {metric} over training, {level:.0%} CI bands",
             series=series,
             xlabel=axis,

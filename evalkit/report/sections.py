@@ -29,6 +29,7 @@ from evalkit.errors import EvalkitError
 from evalkit.metrics import CATALOG
 from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
+from evalkit.report.common import ITEM_METRICS, slug, training_position
 from evalkit.report.markdown import num, pval, signed
 from evalkit.report.runfacts import run_fact_blocks
 from evalkit.schema import Level, TagValue
@@ -37,21 +38,6 @@ from evalkit.store import RunData
 # Code tasks name k in the metric (`pass@1`, lm-eval's `pass_at_1`); the one name pattern
 # left, until code tasks declare k as a bucket (issue 18, item 3).
 _PASS = re.compile(r"^pass(?:@|_at_)(?P<k>\d+)$")
-# Per-item metrics that every multiple-choice task has; anything else an ICL task reports is one
-# of its own summaries (slope over k, label sensitivity, induction gain...).
-_ITEM_METRICS = frozenset(
-    [
-        "acc",
-        "acc_norm",
-        "p_correct",
-        "p_correct_char",
-        "prob_correct",
-        "margin",
-        "margin_char",
-        "bpb",
-        "exact_match",
-    ]
-)
 PASS_AT_K = "pass@k"  # bucketed by {"k": N}
 EFFECTIVE = "effective_length"  # evalkit.tasks.probes.niah's effective context length
 CONTINUOUS = ("p_correct", "bpb")  # beside the primary metric in the per-task table
@@ -170,10 +156,6 @@ def unit(metric: str) -> str:
 
 def _finite(x: float) -> float:
     return x if math.isfinite(x) else float("nan")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 # -- header ----------------------------------------------------------------------------------
@@ -312,7 +294,7 @@ def families(ctx: ReportContext) -> Section:
                 )
             )
         path = P.bar_chart(
-            ctx.plot(f"families_{_slug(metric)}"),
+            ctx.plot(f"families_{slug(metric)}"),
             title=f"Family scores: mean {metric} over each family's tasks, 95% CI",
             categories=fams,
             bars=bars,
@@ -439,7 +421,7 @@ def long_context(ctx: ReportContext) -> Section:
         hi = 1.0 if unit_range else max(vals, default=1.0)
         pct = max(depths) <= 1.0
         path = P.heatmap(
-            ctx.plot(f"long_context_{_slug(task)}"),
+            ctx.plot(f"long_context_{slug(task)}"),
             title=f"{task}: {metric} by needle depth and context length",
             matrix=matrix,
             row_labels=[f"{d * 100:g}%" if pct else f"{d:g}" for d in depths],
@@ -507,7 +489,7 @@ def _fewshot_figures(ctx: ReportContext, tr: dict[str, list[Row]]) -> list[Any]:
                 tuple(_finite(r.high) for _, r in pts),
             )
             path = P.line_chart(
-                ctx.plot(f"icl_fewshot_{_slug(task)}_{_slug(metric)}"),
+                ctx.plot(f"icl_fewshot_{slug(task)}_{slug(metric)}"),
                 title=f"{task}: few-shot curve",
                 series=[series],
                 faint=_seed_lines(ctx.focus, task, metric),
@@ -606,7 +588,7 @@ def icl(ctx: ReportContext) -> Section:
         for t, rs in tr.items()
         if rs and rs[0].family == "icl"
         for r in rs
-        if not r.bucket and r.metric not in _ITEM_METRICS
+        if not r.bucket and r.metric not in ITEM_METRICS
     ]
     if summaries:
         blocks.append(Table(("task", "summary metric", "value [95% CI]"), tuple(summaries)))
@@ -761,17 +743,6 @@ def code(ctx: ReportContext) -> Section:
 # -- several runs ----------------------------------------------------------------------------
 
 
-def _position(ctx: ReportContext) -> tuple[str, list[float]]:
-    """Where each run sits on the training axis: tokens seen, else step, else the given order."""
-    cks = [((r.manifest.get("provenance") or {}).get("checkpoint") or {}) for r in ctx.runs]
-    for key, label in (("tokens_seen", "training tokens seen"), ("step", "training step")):
-        vals = [c.get(key) for c in cks]
-        nums = [float(v) for v in vals if isinstance(v, int | float)]
-        if len(nums) == len(vals) and len(set(nums)) == len(nums):
-            return label, nums
-    return "run (order given)", [float(i) for i in range(len(ctx.runs))]
-
-
 def _catalog_families(ctx: ReportContext) -> Callable[[int, str, str], Row | None]:
     """Family rows of every run through the run catalog (DuckDB over the runs' parquet files,
     `evalkit.catalog.trajectory`), looked up by (run index, family, metric)."""
@@ -801,7 +772,7 @@ def trajectories(ctx: ReportContext) -> Section:
     title = "Trajectories over training"
     if len(ctx.runs) < 2:
         return absent("trajectories", title, "One run: trajectories need several checkpoints.")
-    axis, xs = _position(ctx)
+    axis, xs = training_position(ctx.runs)
     order = sorted(range(len(ctx.runs)), key=lambda i: xs[i])
     ref = family_primaries(ctx.focus)
     by_metric: dict[str, list[str]] = {}
@@ -826,7 +797,7 @@ def trajectories(ctx: ReportContext) -> Section:
                 )
         ordinal = axis.startswith("run")
         path = P.line_chart(
-            ctx.plot(f"trajectories_{_slug(metric)}"),
+            ctx.plot(f"trajectories_{slug(metric)}"),
             title=f"Family {metric} over training, 95% CI bands",
             series=series,
             xlabel=axis,
@@ -874,7 +845,7 @@ def deltas(ctx: ReportContext) -> Section:
         if not rs:
             continue
         path = P.forest(
-            ctx.plot(f"forest_{i}_{_slug(c.a)}_vs_{_slug(c.b)}"),
+            ctx.plot(f"forest_{i}_{slug(c.a)}_vs_{slug(c.b)}"),
             title=f"Paired deltas {c.b} − {c.a}, {ctx.options.level:.0%} CI"
             + (" (chat template − raw)" if c.kind == "format" else ""),
             rows=[
