@@ -152,4 +152,9 @@ def _wandb(
         where = Path(run.dir).parent
     finally:
         run.finish()
+        # finish() only tells W&B's service process that the run is over; the service writes
+        # the run's files (the offline `.wandb` log) on its own time. Tearing the service down
+        # waits for it, so the files are complete when this returns. `reinit=True` above has
+        # already finished any earlier run of this process, so no other run is cut short.
+        wandb.teardown()
     return where

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +88,14 @@ def _wandb_history(root: Path) -> list[dict[str, Any]]:
     from wandb.sdk.internal.datastore import DataStore
 
     (path,) = glob.glob(str(root / "wandb" / "offline-run-*" / "run-*.wandb"))
-    # W&B's service process may still be flushing the file after finish() on a loaded machine.
-    deadline = time.monotonic() + 60
-    while Path(path).stat().st_size < 7 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    # log_runs returns only once W&B has written the file: read it at once, no waiting here.
     store = DataStore()
     store.open_for_scan(path)
-    rows = []
+    rows, kinds = [], []
     while (data := store.scan_data()) is not None:
         rec = pb2.Record()
         rec.ParseFromString(data)
+        kinds.append(rec.WhichOneof("record_type"))
         if rec.WhichOneof("record_type") == "history":
             rows.append(
                 {
@@ -106,6 +103,7 @@ def _wandb_history(root: Path) -> list[dict[str, Any]]:
                     for i in rec.history.item
                 }
             )
+    assert "exit" in kinds, kinds  # the whole run was written, up to its end
     return rows
 
 
