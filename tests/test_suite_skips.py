@@ -12,6 +12,7 @@ import pytest
 
 import evalkit
 import evalkit.api
+from evalkit.api import ScoreRun
 from evalkit.backends.fake import FakeBackend
 from evalkit.errors import ContextTooLongError, EvalkitError
 from evalkit.report.build import write_report
@@ -95,59 +96,78 @@ def _tasks(tmp_path: Path, docs: dict[str, list[str]]) -> Path:
     return tdir
 
 
-def test_a_task_with_a_prompt_over_the_window_is_skipped_and_the_rest_run(
-    tmp_path: Path,
-) -> None:
-    tdir = _tasks(tmp_path, {"short": ["a b", "c d"], "long": ["ok", "x " * 200]})
-    run = evalkit.score(
+def _score(tmp_path: Path, docs: dict[str, list[str]], out: str, **kwargs: object) -> ScoreRun:
+    """Score the given toy tasks (in the order given) on a fake backend with a 64-token window."""
+    return evalkit.score(
         "fake-ckpt",
-        tasks=["long", "short"],
-        tasks_dir=tdir,
+        tasks=list(docs),
+        tasks_dir=_tasks(tmp_path, docs),
         backend=FakeBackend(max_length=64),
-        out=tmp_path / "run",
+        out=tmp_path / out,
         use_cache=False,
         progress=False,
+        **kwargs,  # type: ignore[arg-type]
     )
-    assert run.manifest["skipped_tasks"] == [
-        {"task": "long", "family": "test", "reason": run.manifest["skipped_tasks"][0]["reason"]}
-    ]
-    reason = run.manifest["skipped_tasks"][0]["reason"]
+
+
+SHORT = ["a b", "c d"]
+LONG = ["ok", "x " * 200]  # doc 1 is over the window
+
+
+@pytest.mark.parametrize(
+    ("docs", "strict", "skipped", "error"),
+    [
+        pytest.param({"long": LONG, "short": SHORT}, False, ["long"], None, id="one-skipped"),
+        pytest.param({"short": SHORT}, False, [], None, id="none-skipped"),
+        pytest.param(
+            {"long": LONG, "short": SHORT},
+            True,
+            None,
+            (ContextTooLongError, "task long doc 1"),
+            id="strict-is-the-error-it-always-was",
+        ),
+        pytest.param(
+            {"long1": ["x " * 200], "long2": ["y " * 300]},
+            False,
+            None,
+            (EvalkitError, r"no task can run.*long1.*long2"),
+            id="none-can-run-names-every-reason",
+        ),
+    ],
+)
+def test_tasks_over_the_window_are_skipped_and_the_rest_run(
+    tmp_path: Path,
+    docs: dict[str, list[str]],
+    strict: bool,
+    skipped: list[str] | None,
+    error: tuple[type[Exception], str] | None,
+) -> None:
+    if error is not None:
+        with pytest.raises(error[0], match=error[1]):
+            _score(tmp_path, docs, "run", strict_suite=strict)
+        assert not (tmp_path / "run").exists()  # no run directory, not even a partial one
+        return
+    run = _score(tmp_path, docs, "run", strict_suite=strict)
+    assert [s["task"] for s in run.manifest["skipped_tasks"]] == skipped
+    assert all(s["family"] == "test" for s in run.manifest["skipped_tasks"])
+    ran = [t for t in docs if t not in (skipped or [])]
+    assert [t["name"] for t in run.manifest["tasks"]] == ran
+    assert {r.scope for r in run.rows if r.level == "task"} == set(ran)
+    # as stored (an empty list is recorded, not left out)
+    assert read_run(tmp_path / "run").manifest["skipped_tasks"] == run.manifest["skipped_tasks"]
+
+
+def test_a_skip_says_why_in_the_manifest_and_the_catalog(tmp_path: Path) -> None:
+    run = _score(tmp_path, {"long": LONG, "short": SHORT}, "run")
+    (skip,) = run.manifest["skipped_tasks"]
+    assert set(skip) == {"task", "family", "reason"}
+    reason = skip["reason"]
     assert "doc 1" in reason and "window is 64" in reason and "--truncation left" in reason
-    assert [t["name"] for t in run.manifest["tasks"]] == ["short"]
-    assert {s.task for s in run.scores} == {"short", "family:test"}
-    # The catalog's runs view carries them too.
+    assert {(r.level, r.scope) for r in run.rows} == {("task", "short"), ("family", "test")}
     from evalkit.catalog import query
 
     (row,) = query("SELECT skipped_tasks, n_skipped_tasks, n_tasks FROM runs", tmp_path).rows
     assert row == ("long", 1, 1)
-    # Strict: the same input is the error it always was.
-    with pytest.raises(ContextTooLongError, match="task long doc 1"):
-        evalkit.score(
-            "fake-ckpt",
-            tasks=["long", "short"],
-            tasks_dir=tdir,
-            backend=FakeBackend(max_length=64),
-            out=tmp_path / "strict",
-            use_cache=False,
-            progress=False,
-            strict_suite=True,
-        )
-    assert not (tmp_path / "strict").exists()
-
-
-def test_when_no_task_can_run_the_run_fails_naming_every_reason(tmp_path: Path) -> None:
-    tdir = _tasks(tmp_path, {"long1": ["x " * 200], "long2": ["y " * 300]})
-    with pytest.raises(EvalkitError, match=r"no task can run.*long1.*long2"):
-        evalkit.score(
-            "fake-ckpt",
-            tasks=["long1", "long2"],
-            tasks_dir=tdir,
-            backend=FakeBackend(max_length=64),
-            out=tmp_path / "run",
-            use_cache=False,
-            progress=False,
-        )
-    assert not (tmp_path / "run").exists()
 
 
 def test_code_tasks_without_a_strict_sandbox_are_skipped_not_the_suite(
@@ -177,18 +197,3 @@ def test_code_tasks_without_a_strict_sandbox_are_skipped_not_the_suite(
     # An unknown mode is the user's mistake, not the host's: never a skip.
     with pytest.raises(EvalkitError, match="unknown sandbox mode"):
         evalkit.score("fake-ckpt", out=tmp_path / "u", **{**kwargs, "sandbox": "nope"})  # type: ignore[arg-type]
-
-
-def test_a_run_without_skips_records_an_empty_list(tmp_path: Path) -> None:
-    tdir = _tasks(tmp_path, {"short": ["a b", "c d"]})
-    run = evalkit.score(
-        "fake-ckpt",
-        tasks=["short"],
-        tasks_dir=tdir,
-        backend=FakeBackend(max_length=64),
-        out=tmp_path / "run",
-        use_cache=False,
-        progress=False,
-    )
-    assert run.manifest["skipped_tasks"] == []
-    assert read_run(tmp_path / "run").manifest["skipped_tasks"] == []
