@@ -9,12 +9,13 @@ Views (see docs/sweep.md):
   higher_is_better) with a leading `run` column, whatever schema version wrote the run.
 - `samples`: every run's items, one column per base field, metric and tag (as
   `evalkit.store.RunData.samples`), with a leading `run` column (columns are the union across
-  runs; a task's missing columns are NULL).
+  runs; a task's missing columns are NULL). A view over the parquet files, read when queried:
+  opening a catalog reads each run's manifest and scores, never its items.
 - `slices`: one row per (run, training-data slice) of the provenance.
 - `routing`: an MoE run's routing statistics (`routing.parquet`, docs/moe.md) with `run`.
 
-The catalog reads only the run store (through `evalkit.store.read_run`, so older runs are
-migrated), never a live model. Hidden folders (a run still being assembled is staged in
+The catalog reads only the run store, never a live model; older runs are migrated (manifest
+and scores through `evalkit.migrate`; version-1 samples are already flat). Hidden folders (a run still being assembled is staged in
 `.NAME.partial-*`) are never runs.
 """
 
@@ -26,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.migrate import score_rows_v1
 from evalkit.provenance import SLICE_FIELDS
-from evalkit.schema import scores_table
-from evalkit.store import MANIFEST, is_run, read_run
+from evalkit.schema import SAMPLE_METRICS, SAMPLE_TAGS, rows_from_table, scores_table
+from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run, read_manifest
 
 VIEWS = ("runs", "scores", "samples", "slices", "routing")
 
@@ -138,13 +140,13 @@ def _resolve_runs(source: str | Path | Sequence[Path]) -> list[Path]:
 
 def connect(source: str | Path | Sequence[Path]) -> Any:
     """An in-memory DuckDB connection with the catalog views over the runs under a folder, or
-    over the given run directories."""
+    over the given run directories. Manifests and scores (small) become tables; the items stay
+    in their parquet files, behind the `samples` view."""
     import duckdb
     import pandas as pd
 
     paths = _resolve_runs(source)
-    stored = [read_run(p) for p in paths]
-    manifests = [r.manifest for r in stored]
+    manifests = [read_manifest(p) for p in paths]
     runs = pd.DataFrame([_run_row(p, m) for p, m in zip(paths, manifests, strict=True)])
     for col in ("item_limit", "step", "tokens_seen"):
         runs[col] = runs[col].astype("Int64")
@@ -154,27 +156,73 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
         columns=["run", *SLICE_FIELDS],
     )
     scores = pd.concat(
-        [scores_table(r.rows).assign(run=str(p)) for p, r in zip(paths, stored, strict=True)],
-        ignore_index=True,
-    )
-    samples = pd.concat(
-        [r.samples.assign(run=str(p)) for p, r in zip(paths, stored, strict=True)],
+        [_scores(p, m).assign(run=str(p)) for p, m in zip(paths, manifests, strict=True)],
         ignore_index=True,
     )
     con = duckdb.connect(":memory:")
-    for name, frame in (
-        ("runs", runs),
-        ("slices", slices),
-        ("scores", scores),
-        ("samples", samples),
-    ):
-        if name in ("scores", "samples"):  # `run` first, as in the other views
+    for name, frame in (("runs", runs), ("slices", slices), ("scores", scores)):
+        if name == "scores":  # `run` first, as in the other views
             frame = frame[["run", *(c for c in frame.columns if c != "run")]]
         con.register(f"_{name}_df", frame)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}_df")
         con.unregister(f"_{name}_df")
+    parts = [_samples_select(p, m) for p, m in zip(paths, manifests, strict=True)]
+    con.execute("CREATE VIEW samples AS " + " UNION ALL BY NAME ".join(parts))
     _routing_view(con, paths)
     return con
+
+
+def _damaged(path: Path, name: str, exc: BaseException) -> EvalkitError:
+    lines = str(exc).strip().splitlines()
+    why = lines[0] if lines else type(exc).__name__
+    return EvalkitError(f"damaged run directory {path}: {name}: {why}")
+
+
+def _scores(path: Path, manifest: dict[str, Any]) -> Any:
+    """A run's score rows, typed (a version-1 run's migrated), as the `scores` view's frame."""
+    import pandas as pd
+
+    if not (path / SCORES).is_file():
+        raise EvalkitError(f"damaged run directory {path}: {SCORES} is missing")
+    try:
+        frame = pd.read_parquet(path / SCORES)
+    except Exception as exc:  # pyarrow raises its own types; any of them means damage
+        raise _damaged(path, SCORES, exc) from None
+    if manifest.get("migrated_from") is not None:  # evalkit.migrate.manifest_v1 marks it
+        rows = score_rows_v1(frame, str(path), manifest)
+    else:
+        rows = rows_from_table(frame, str(path))
+    return scores_table(rows)
+
+
+def _samples_select(path: Path, manifest: dict[str, Any]) -> str:
+    """One run's part of the `samples` view: its samples.parquet, read only when queried, with
+    a version-2 file's `metrics` and `tags` structs spread into one column per field (as
+    `evalkit.store.RunData.samples` flattens them). Only the file's schema is read here."""
+    import pyarrow.parquet as pq
+
+    file = path / SAMPLES
+    if not file.is_file():
+        raise EvalkitError(f"damaged run directory {path}: {SAMPLES} is missing")
+    try:
+        names = list(pq.read_schema(file).names)
+    except Exception as exc:  # a truncated or foreign file: one line naming it
+        raise _damaged(path, SAMPLES, exc) from None
+    missing = [c for c in ("task", "doc_id") if c not in names]
+    if missing:
+        raise EvalkitError(f"damaged run directory {path}: {SAMPLES} lacks {missing}")
+    v2 = manifest.get("migrated_from") is None
+    structs = [c for c in (SAMPLE_METRICS, SAMPLE_TAGS) if v2 and c in names]
+    columns = [_ident(c) for c in names if c not in structs]
+    columns += [f"{_ident(c)}.*" for c in structs]
+    return (
+        f"SELECT {_quote(str(path))} AS run, {', '.join(columns)} "
+        f"FROM read_parquet({_quote(str(file))})"
+    )
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _routing_view(con: Any, paths: Sequence[Path]) -> None:

@@ -7,12 +7,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from synthetic_runs import TaskData, make_run
 
 from evalkit.catalog import catalog_runs, query, trajectory
 from evalkit.errors import EvalkitError
+from evalkit.store import SAMPLES, read_run
 
 
 @pytest.fixture
@@ -116,3 +118,69 @@ def test_query_cli_prints_json_csv_and_fails_cleanly(runs: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: query failed:")
     assert "Traceback" not in bad.stderr
+
+
+def test_opening_the_catalog_reads_no_items_and_the_samples_view_matches_the_store(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items stay in their parquet files until a query asks for them (a folder of large runs
+    must not be loaded into memory to list its runs); what the view then shows is what
+    `read_run` shows, column for column."""
+    import pandas as pd
+
+    from evalkit import catalog
+
+    read: list[str] = []
+    real = pd.read_parquet
+
+    def recording(path: Any, *args: Any, **kwargs: Any) -> Any:
+        read.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", recording)
+    con = catalog.connect(runs)
+    try:
+        assert con.execute("SELECT count(*) FROM scores").fetchone()[0] > 0
+        assert SAMPLES not in read, read  # manifests and scores only
+        got = con.execute("SELECT * FROM samples ORDER BY run, task, doc_id").df()
+    finally:
+        con.close()
+    assert SAMPLES not in read  # DuckDB read the files, not pandas
+    monkeypatch.setattr(pd, "read_parquet", real)
+    _same_as_the_store(got, catalog_runs(runs))
+
+
+def test_the_samples_view_flattens_both_schema_versions_like_the_store() -> None:
+    golden = Path(__file__).resolve().parent / "golden_runs"
+    paths = [golden / "v1", golden / "v2"]  # v1: flat columns; v2: metrics and tags structs
+    from evalkit import catalog
+
+    con = catalog.connect(paths)
+    try:
+        got = con.execute("SELECT * FROM samples ORDER BY run, task, doc_id").df()
+        scores = con.execute("SELECT run, count(*) FROM scores GROUP BY run").fetchall()
+    finally:
+        con.close()
+    _same_as_the_store(got, [p.resolve() for p in paths])
+    assert {run: n for run, n in scores} == {str(p.resolve()): len(read_run(p).rows) for p in paths}
+
+
+def _same_as_the_store(got: Any, paths: list[Path]) -> None:
+    """The samples view's rows of each run are `read_run(run).samples`, column for column."""
+    for path in paths:
+        want = read_run(path).samples.sort_values(["task", "doc_id"]).reset_index(drop=True)
+        mine = got[got.run == str(path)].drop(columns="run").reset_index(drop=True)
+        assert len(mine) == len(want) > 0, path
+        mine = mine[[c for c in mine.columns if mine[c].notna().any() or c in want.columns]]
+        assert sorted(mine.columns) == sorted(want.columns), path  # (the view's order: a union)
+        for col in want.columns:
+            assert [_plain(v) for v in mine[col]] == [_plain(v) for v in want[col]], (path, col)
+
+
+def _plain(value: Any) -> Any:
+    """A cell compared across pandas and DuckDB: NaN and None are both missing, arrays lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value
