@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import evalkit
 from evalkit.cli import app
 from evalkit.report import sections as S
-from evalkit.report.blocks import Section
+from evalkit.report.blocks import Section, Text
 from evalkit.report.build import ReportFiles, write_report
 from evalkit.store import read_run, write_run
 
@@ -285,3 +285,37 @@ def test_long_context_shows_the_last_run_with_needle_results(tmp_path: Path) -> 
     assert lc.note is None and [f.path.name for f in lc.figures] == ["long_context_niah_single.png"]
     files = write_report([read_run(without)], tmp_path / "alone")
     assert section(files, "long-context").note  # no needle run at all: the section says so
+
+
+def test_every_single_run_section_shows_the_last_run_with_its_results(tmp_path: Path) -> None:
+    # The rule is the sections', not long context's alone: code and languages follow it, each
+    # on its own, while the task table shows the last run (which has task scores).
+    mixed = [_score("code_add", "code", f"pass@{k}", v) for k, v in ((1, 0.2), (5, 0.5))]
+    for metric, lang, v in (("acc", "en", 0.8), ("acc", "fr", 0.6), ("acc_gap_en", "fr", -0.2)):
+        mixed.append(_score("words", "multilingual", f"{metric}[{lang}]", v))
+    samples = pd.DataFrame({"task": ["code_add", "words"], "doc_id": [0, 1]})
+    with_results = read_run(_synthetic_run(tmp_path / "mixed", mixed, samples))
+    plain = read_run(
+        _synthetic_run(
+            tmp_path / "plain",
+            [_score("arith", "reasoning", "acc", 0.9)],
+            pd.DataFrame({"task": ["arith"], "doc_id": [0]}),
+        )
+    )
+    files = write_report([with_results, plain], tmp_path / "report")
+    check_report(files)
+    for id, figure in (("code", "code_pass_at_k.png"), ("multilingual", "multilingual_gaps.png")):
+        s = section(files, id)
+        assert s.note is None and figure in [f.path.name for f in s.figures], id
+        first = s.blocks[0]
+        assert isinstance(first, Text) and first.text.startswith("Run `mixed` (the last run"), id
+    tasks = section(files, "tasks")
+    assert [r[0] for r in tasks.tables[0].rows] == ["arith"]
+    assert [b.text for b in tasks.blocks if isinstance(b, Text)] == ["Run `plain`."]
+    # the run with results last: it is the focus, and nothing needs naming
+    files = write_report([plain, with_results], tmp_path / "focus")
+    for id in ("code", "multilingual"):
+        assert not any(isinstance(b, Text) for b in section(files, id).blocks), id
+    # no run has them: the sections say so
+    files = write_report([plain], tmp_path / "alone")
+    assert section(files, "code").note and section(files, "multilingual").note

@@ -30,6 +30,8 @@ from evalkit.metrics import CATALOG
 from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.common import ITEM_METRICS, slug, training_position
+from evalkit.report.context import ReportContext, SectionFn, SingleRun
+from evalkit.report.context import ReportOptions as ReportOptions  # re-exported
 from evalkit.report.markdown import num, pval, signed
 from evalkit.report.runfacts import run_fact_blocks
 from evalkit.schema import Level, TagValue
@@ -42,36 +44,6 @@ PASS_AT_K = "pass@k"  # bucketed by {"k": N}
 EFFECTIVE = "effective_length"  # evalkit.tasks.probes.niah's effective context length
 CONTINUOUS = ("p_correct", "bpb")  # beside the primary metric in the per-task table
 LABEL_CONDITIONS = ("zero_shot", "gold", "random")
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    resamples: int = 2000  # bootstrap resamples of the compare deltas
-    seed: int = 0
-    level: float = 0.95
-
-
-@dataclass(frozen=True)
-class ReportContext:
-    runs: tuple[RunData, ...]
-    labels: tuple[str, ...]
-    plots: Path  # folder the PNGs go to
-    options: ReportOptions
-
-    @property
-    def focus(self) -> RunData:
-        """The run that single-run sections show: the last one given."""
-        return self.runs[-1]
-
-    @property
-    def focus_label(self) -> str:
-        return self.labels[-1]
-
-    def plot(self, name: str) -> Path:
-        return self.plots / f"{name}.png"
-
-
-SectionFn = Callable[[ReportContext], Section]
 
 
 # -- score rows ------------------------------------------------------------------------------
@@ -230,7 +202,8 @@ def header(ctx: ReportContext) -> Section:
             0,
             Text(
                 f"{len(ctx.runs)} runs. Single-run sections show the last one, "
-                f"`{ctx.focus_label}`; trajectories and deltas use them all."
+                f"`{ctx.focus_label}`, unless it lacks their results: then the last run that "
+                "has them, named. Trajectories and deltas use them all."
             ),
         )
     return Section("run", "Run", tuple(blocks))
@@ -318,7 +291,11 @@ def families(ctx: ReportContext) -> Section:
     return Section("families", "Family scores", tuple(blocks))
 
 
-def tasks(ctx: ReportContext) -> Section:
+def _has_tasks(run: RunData) -> bool:
+    return any(primary(rs) is not None for rs in task_rows(run).values())
+
+
+def _tasks(ctx: ReportContext) -> Section:
     tr = task_rows(ctx.focus)
     if not tr:
         return absent("tasks", "Tasks", "No task rows in this run.")
@@ -341,9 +318,12 @@ def tasks(ctx: ReportContext) -> Section:
         "is the normalized probability of the gold choice, bpb the bits per byte of the gold answer."
     )
     blocks: list[Any] = [Table(head, tuple(body), caption)]
-    if len(ctx.runs) > 1:
+    if len(ctx.runs) > 1 and ctx.focus_is_last:  # (an earlier run is named by `SingleRun`)
         blocks.insert(0, Text(f"Run `{ctx.focus_label}`."))
     return Section("tasks", "Tasks", tuple(blocks))
+
+
+tasks = SingleRun(_tasks, _has_tasks, "task scores")
 
 
 # -- long context ----------------------------------------------------------------------------
@@ -380,37 +360,40 @@ def _fmt_len(x: float) -> str:
     return f"{x / 1024:g}k" if x >= 1024 and x % 1024 == 0 else f"{x:g}"
 
 
-def _has_long_context(run: RunData) -> bool:
-    return any(
-        r.metric == EFFECTIVE or {"depth", "length"} <= set(dict(r.bucket))
-        for rs in task_rows(run).values()
-        for r in rs
-    )
+@dataclass(frozen=True)
+class _Grid:
+    task: str
+    metric: str
+    cells: dict[tuple[float, float], float]  # (depth, length) -> value
+    effective: tuple[Row, ...]  # the task's effective-length rows
 
 
-def long_context(ctx: ReportContext) -> Section:
+def _grids(run: RunData) -> list[_Grid]:
+    """Per task: its depth x length grid (per-cell score rows, else the item tags' means of its
+    primary metric; empty when it has neither) and its effective-length rows."""
+    out = []
+    for task, rs in task_rows(run).items():
+        by_cell = _grid_from_scores(rs)
+        cells = {k: v.value for k, v in by_cell.items()}
+        metric = next(iter(by_cell.values())).metric if by_cell else ""
+        p = primary(rs)
+        if not cells and p is not None:
+            metric = p.metric
+            cells = _grid_from_samples(run, task, p.metric)
+        eff = tuple(r for r in rs if r.metric == EFFECTIVE)
+        if cells or eff:
+            out.append(_Grid(task, metric, cells, eff))
+    return out
+
+
+def _long_context(ctx: ReportContext) -> Section:
     title = "Long context"
     blocks: list[Any] = []
     effective: list[tuple[str, ...]] = []
-    # The focus run, or else the last run given that has needle results (the demo reports
-    # tiny-base, the retrieval control and the label control together), named when not focus.
-    shown = next((i for i in reversed(range(len(ctx.runs))) if _has_long_context(ctx.runs[i])), -1)
-    run = ctx.runs[shown]
-    if shown not in (-1, len(ctx.runs) - 1):
-        blocks.append(Text(f"Run `{ctx.labels[shown]}` (the last run given with needle results)."))
-    for task, rs in task_rows(run).items():
-        for r in rs:
-            if r.metric == EFFECTIVE:
-                effective.append((task, r.label, ci(r)))
-        grid: dict[tuple[float, float], float] = {
-            k: v.value for k, v in _grid_from_scores(rs).items()
-        }
-        p = primary(rs)
-        metric = next(iter(_grid_from_scores(rs).values())).metric if grid else None
-        if not grid and p is not None:
-            metric = p.metric
-            grid = _grid_from_samples(run, task, p.metric)
-        if not grid or metric is None:
+    for g in _grids(ctx.focus):
+        task, metric, grid = g.task, g.metric, g.cells
+        effective += [(task, r.label, ci(r)) for r in g.effective]
+        if not grid:
             continue
         depths = sorted({d for d, _ in grid})
         lengths = sorted({n for _, n in grid})
@@ -432,12 +415,11 @@ def long_context(ctx: ReportContext) -> Section:
             vmin=lo,
             vmax=hi,
         )
-        eff = [r for r in rs if r.metric == EFFECTIVE]
-        caption = "; ".join(f"{r.label}: {ci(r)}" for r in eff)
+        caption = "; ".join(f"{r.label}: {ci(r)}" for r in g.effective)
         blocks.append(Figure(path, f"{task} depth × length heatmap", caption))
     if effective:
         blocks.append(Table(("task", "metric", "value [95% CI]"), tuple(effective)))
-    if not any(isinstance(b, Figure | Table) for b in blocks):
+    if not blocks:
         return absent(
             "long-context",
             title,
@@ -445,6 +427,10 @@ def long_context(ctx: ReportContext) -> Section:
             "item tags or effective-length metric).",
         )
     return Section("long-context", title, tuple(blocks))
+
+
+# e.g. the demo reports tiny-base, the retrieval control and the label control, in that order
+long_context = SingleRun(_long_context, lambda run: bool(_grids(run)), "needle results")
 
 
 # -- in-context learning ---------------------------------------------------------------------
@@ -576,20 +562,34 @@ def _cond_key(c: str) -> tuple[str, int]:
     return (kind, int(p) if p.isdigit() else 0)
 
 
-def icl(ctx: ReportContext) -> Section:
-    title = "In-context learning"
-    tr = task_rows(ctx.focus)
-    blocks = _fewshot_figures(ctx, tr)
-    pts = _label_points(tr)
-    if pts:
-        blocks += _label_figure(ctx, pts)
-    summaries = [
+def _icl_summaries(tr: dict[str, list[Row]]) -> list[tuple[str, str, str]]:
+    """(task, metric, value) of the icl family's own summary rows (slopes, sensitivities...)."""
+    return [
         (t, arrow(r), ci(r))
         for t, rs in tr.items()
         if rs and rs[0].family == "icl"
         for r in rs
         if not r.bucket and r.metric not in ITEM_METRICS
     ]
+
+
+def _has_icl(run: RunData) -> bool:
+    tr = task_rows(run)
+    return (
+        any(_k_rows(rs) for rs in tr.values())
+        or bool(_label_points(tr))
+        or bool(_icl_summaries(tr))
+    )
+
+
+def _icl(ctx: ReportContext) -> Section:
+    title = "In-context learning"
+    tr = task_rows(ctx.focus)
+    blocks = _fewshot_figures(ctx, tr)
+    pts = _label_points(tr)
+    if pts:
+        blocks += _label_figure(ctx, pts)
+    summaries = _icl_summaries(tr)
     if summaries:
         blocks.append(Table(("task", "summary metric", "value [95% CI]"), tuple(summaries)))
     if not blocks:
@@ -597,6 +597,9 @@ def icl(ctx: ReportContext) -> Section:
             "icl", title, "No in-context-learning results in this run (no rows by k or label)."
         )
     return Section("icl", title, tuple(blocks))
+
+
+icl = SingleRun(_icl, _has_icl, "in-context-learning results")
 
 
 # -- multilingual ----------------------------------------------------------------------------
@@ -625,11 +628,15 @@ def gap_metric(metric: str) -> str:
     return f"{metric}_gap_en"
 
 
-def multilingual(ctx: ReportContext) -> Section:
+def _language_results(
+    run: RunData,
+) -> dict[str, tuple[str | None, dict[str, Row], dict[str, Row]]]:
+    return {t: got for t, rs in task_rows(run).items() if (got := _languages(rs))[0] is not None}
+
+
+def _multilingual(ctx: ReportContext) -> Section:
     title = "Multilingual"
-    found = {
-        t: got for t, rs in task_rows(ctx.focus).items() if (got := _languages(rs))[0] is not None
-    }
+    found = _language_results(ctx.focus)
     if not found:
         return absent(
             "multilingual",
@@ -690,6 +697,11 @@ def multilingual(ctx: ReportContext) -> Section:
     return Section("multilingual", title, blocks)
 
 
+multilingual = SingleRun(
+    _multilingual, lambda run: bool(_language_results(run)), "per-language results"
+)
+
+
 # -- code ------------------------------------------------------------------------------------
 
 
@@ -706,9 +718,13 @@ def _pass_rows(rs: Sequence[Row]) -> list[tuple[int, Row]]:
     return sorted(out, key=lambda t: t[0])
 
 
-def code(ctx: ReportContext) -> Section:
+def _code_results(run: RunData) -> dict[str, list[tuple[int, Row]]]:
+    return {t: pr for t, rs in task_rows(run).items() if (pr := _pass_rows(rs))}
+
+
+def _code(ctx: ReportContext) -> Section:
     title = "Code: pass@k"
-    found = {t: pr for t, rs in task_rows(ctx.focus).items() if (pr := _pass_rows(rs))}
+    found = _code_results(ctx.focus)
     if not found:
         return absent("code", title, "No code results in this run (no `pass@k` rows).")
     series = [
@@ -738,6 +754,9 @@ def code(ctx: ReportContext) -> Section:
         d = dict(pr)
         body.append((task, *(ci(d.get(k)) for k in ks), str(pr[0][1].n)))
     return Section("code", title, (Figure(path, "pass@k curves"), Table(head, tuple(body))))
+
+
+code = SingleRun(_code, lambda run: bool(_code_results(run)), "code results")
 
 
 # -- several runs ----------------------------------------------------------------------------
@@ -899,11 +918,23 @@ def changes(ctx: ReportContext) -> Section:
     return changes_section(ctx)
 
 
-def routing(ctx: ReportContext) -> Section:
+def _routing(ctx: ReportContext) -> Section:
     """An MoE run's routing heatmaps and specialisation (`evalkit.report.routing_section`)."""
     from evalkit.report.routing_section import routing_section
 
     return routing_section(ctx)
+
+
+def _has_routing(run: RunData) -> bool:
+    """A run whose router decisions were collected (the routing section's own test)."""
+    from evalkit.analysis.routing import ROUTING
+
+    info = run.manifest.get("routing")
+    collected = isinstance(info, dict) and info.get("status") == "collected"
+    return collected and (run.path / ROUTING).is_file()
+
+
+routing = SingleRun(_routing, _has_routing, "routing statistics")
 
 
 SECTIONS: tuple[SectionFn, ...] = (
