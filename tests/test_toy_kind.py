@@ -60,3 +60,33 @@ def test_a_toy_kind_scores_end_to_end(tmp_path: Path) -> None:
 def test_without_its_table_entry_the_kind_is_unknown(tmp_path: Path) -> None:
     with pytest.raises(EvalkitError, match=r"echo\.yaml: unknown kind 'echo'"):
         _score(tmp_path, FakeBackend(), "none", [])
+
+
+@pytest.mark.parametrize(
+    ("drop", "extra", "message"),
+    [
+        ("name", "", r"echo\.yaml: missing required key 'name'"),
+        ("words", "", r"echo\.yaml: missing required key 'words'"),
+        ("", "colour: red\n", r"echo\.yaml: unknown key\(s\) for kind echo: colour"),
+    ],
+)
+def test_a_kind_loads_its_header_through_the_shared_loader(
+    tmp_path: Path, drop: str, extra: str, message: str
+) -> None:
+    # The toy kind's file is checked as every kind's is: one line naming the file, not a
+    # KeyError from the kind's own code.
+    text = "".join(line + "\n" for line in ECHO.splitlines() if not line.startswith(f"{drop}:"))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "echo.yaml").write_text(text + extra)
+    with pytest.raises(EvalkitError, match=message):
+        evalkit.score(
+            "fake",
+            tasks=["toy_echo"],
+            tasks_dir=tasks,
+            backend=FakeBackend(),
+            out=tmp_path / "run",
+            use_cache=False,
+            progress=False,
+            task_kinds=[EchoKind()],
+        )

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import EvalkitError
 from evalkit.requests import Loglikelihood, LoglikelihoodResult, Response
 from evalkit.tasks.base import (
     Item,
@@ -24,6 +23,7 @@ from evalkit.tasks.base import (
     items_hash,
     text_hash,
 )
+from evalkit.tasks.specs import FromSpec, load_header, spec_error
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,13 @@ class EchoSpec:
         return "echo"
 
 
-class EchoTask(TaskDefaults):
+class EchoTask(FromSpec, TaskDefaults):  # FromSpec: name, family and version are the spec's
     source = "native"
     metrics = (MetricSpec("copied"), MetricSpec("logprob"))
+    spec: EchoSpec
 
     def __init__(self, spec: EchoSpec) -> None:
         self.spec = spec
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def family(self) -> str:
-        return self.spec.family
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
 
     def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
         words = self.spec.words[:limit]
@@ -92,12 +81,14 @@ class EchoKind:
     name = "echo"
 
     def load(self, path: Path, raw: Mapping[str, Any]) -> EchoSpec:
-        words = raw.get("words")
+        # name, family, version, description: checked and read as for every kind
+        head = load_header(path, raw, kind="echo", required=("words",), allowed=("words",))
+        words = raw["words"]
         if not isinstance(words, list) or not words:
-            raise EvalkitError(f"malformed task spec {path}: kind echo needs a list 'words'")
+            raise spec_error(path, "kind echo needs a list 'words'")
         return EchoSpec(
-            str(raw["name"]), str(raw["family"]), str(raw["version"]),
-            tuple(str(w) for w in words), path,
+            head.name, head.family, head.version, tuple(str(w) for w in words), path,
+            head.description,
         )  # fmt: skip
 
     def build(self, spec: EchoSpec) -> Task:

@@ -191,7 +191,11 @@ class WindowedTokenizer:
         return self.tokenizer.decode(ids)
 
 
-class Task(Protocol):
+class Identity(Protocol):
+    """A task's name, family and version, declared once: a `Task` has them, and so does the spec
+    a native task is built from (`evalkit.tasks.kinds.KindSpec`), which they are read from
+    (`evalkit.tasks.specs.FromSpec`)."""
+
     @property
     def name(self) -> str: ...
 
@@ -201,6 +205,8 @@ class Task(Protocol):
     @property
     def version(self) -> str: ...
 
+
+class Task(Identity, Protocol):
     @property
     def source(self) -> str:
         """'native' or 'lm-eval'."""

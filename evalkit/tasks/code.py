@@ -50,6 +50,7 @@ from evalkit.tasks.base import (
     text_hash,
 )
 from evalkit.tasks.options import RunOptions
+from evalkit.tasks.specs import FromSpec, load_header, spec_error
 
 # Chen et al. 2021's stop sequences: the function body ends where top-level code starts.
 CODEX_STOP: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -156,22 +157,15 @@ class CodeSpec:
         return f"code:{self.source}"
 
 
-_KEYS = {
-    "name", "family", "version", "description", "kind", "source", "stop", "max_tokens",
-    "samples", "subset", "timeout_seconds", "docs",
-}  # fmt: skip
+# A code task file's own keys (beside the header every task file has: evalkit.tasks.specs).
+_KEYS = {"source", "stop", "max_tokens", "samples", "subset", "timeout_seconds", "docs"}
 
 
 def load_code_spec(path: Path, raw: Mapping[str, Any]) -> CodeSpec:
     def fail(message: str) -> EvalkitError:
-        return EvalkitError(f"malformed task spec {path}: {message}")
+        return spec_error(path, message)
 
-    for key in ("name", "family", "version", "source"):
-        if key not in raw:
-            raise fail(f"missing required key {key!r}")
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise fail(f"unknown key(s) for kind code: {', '.join(sorted(unknown))}")
+    head = load_header(path, raw, kind="code", required=("source",), allowed=_KEYS)
     source = str(raw["source"])
     if source not in SOURCES:
         raise fail(f"code source must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -207,12 +201,12 @@ def load_code_spec(path: Path, raw: Mapping[str, Any]) -> CodeSpec:
     if max_tokens < 1 or timeout <= 0:
         raise fail("max_tokens and timeout_seconds must be positive")
     return CodeSpec(
-        name=str(raw["name"]),
-        family=str(raw["family"]),
-        version=str(raw["version"]),
+        name=head.name,
+        family=head.family,
+        version=head.version,
         source=source,
         source_file=path,
-        description=str(raw.get("description", "")),
+        description=head.description,
         stop=tuple(str(x) for x in ([stop] if isinstance(stop, str) else stop)),
         max_tokens=max_tokens,
         sampling=sampling,
@@ -339,10 +333,11 @@ def score_by_running(
     return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
 
 
-class CodeTask(TaskDefaults):
+class CodeTask(FromSpec, TaskDefaults):
     needs = Needs(sandbox=True)
 
     source = "native"
+    spec: CodeSpec
 
     def __init__(self, spec: CodeSpec) -> None:
         self.spec = spec
@@ -364,18 +359,6 @@ class CodeTask(TaskDefaults):
             return self
         sampling = dataclasses.replace(self.spec.sampling, seed=options.seed)
         return CodeTask(dataclasses.replace(self.spec, sampling=sampling))
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def family(self) -> str:
-        return self.spec.family
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
 
     @property
     def timeout_seconds(self) -> float:

@@ -22,23 +22,15 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from evalkit.errors import EvalkitError
-from evalkit.tasks.base import Task
+from evalkit.tasks.base import Identity, Task
 from evalkit.tasks.code import CodeTask, load_code_spec
 from evalkit.tasks.native import REQUEST_SHAPES, NativeTask, load_spec_raw, migrate
 from evalkit.tasks.probes.tasks import load_probe_spec, make_probe
 
 
-class KindSpec(Protocol):
-    """What every kind's spec tells the task listing and the registry."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def family(self) -> str: ...
-
-    @property
-    def version(self) -> str: ...
+class KindSpec(Identity, Protocol):
+    """What every kind's spec tells the task listing and the registry: the task's identity
+    (declared once, on `Identity`; its task reads it from here) and where it came from."""
 
     @property
     def description(self) -> str: ...

@@ -41,6 +41,7 @@ from evalkit.tasks.base import (
 )
 from evalkit.tasks.generators import get_generator
 from evalkit.tasks.options import RunOptions, native_generation
+from evalkit.tasks.specs import FromSpec, load_header
 from evalkit.tasks.templates import Renderer
 
 # The request shape of a `kind: native` task (YAML `request`).
@@ -172,9 +173,7 @@ def load_spec_raw(path: Path, raw: Mapping[str, Any]) -> TaskSpec:
             f"kind must be one of native (or, old spelling, {', '.join(REQUEST_SHAPES)}), "
             f"got {raw['kind']!r}",
         )
-    for key in ("name", "family", "version", "kind", "request", "docs"):
-        if key not in raw:
-            raise _fail(path, f"missing required key {key!r}")
+    head = load_header(path, raw, kind="native", required=("kind", "request", "docs"))
     shape = raw["request"]
     if shape not in REQUEST_SHAPES:
         raise _fail(path, f"request must be one of {', '.join(REQUEST_SHAPES)}, got {shape!r}")
@@ -232,14 +231,14 @@ def load_spec_raw(path: Path, raw: Mapping[str, Any]) -> TaskSpec:
     if isinstance(stop, str):
         stop = [stop]
     return TaskSpec(
-        name=str(raw["name"]),
-        family=str(raw["family"]),
-        version=str(raw["version"]),
+        name=head.name,
+        family=head.family,
+        version=head.version,
         request=shape,
         docs=docs,
         metrics=metrics,
         source_file=path,
-        description=str(raw.get("description", "")),
+        description=head.description,
         prompt=str(raw.get("prompt", "")),
         continuation=str(raw.get("continuation", "")),
         text=str(raw.get("text", "")),
@@ -255,25 +254,14 @@ def load_spec_raw(path: Path, raw: Mapping[str, Any]) -> TaskSpec:
     )
 
 
-class NativeTask(TaskDefaults):
+class NativeTask(FromSpec, TaskDefaults):
     source = "native"
+    spec: TaskSpec
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
         self._docs: list[dict[str, Any]] | None = None
         self._r = Renderer(spec.name)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def family(self) -> str:
-        return self.spec.family
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
 
     accepts_options = True
 
