@@ -16,17 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.schema import SAMPLE_BASE_COLUMNS
 from evalkit.store import RunData
-
-BASE_COLUMNS = (
-    "task",
-    "doc_id",
-    "prompt_hash",
-    "loglikelihoods",
-    "prediction",
-    "target",
-    "truncated",
-)
 
 
 @dataclass(frozen=True)
@@ -99,7 +90,7 @@ def side_from_run(run: RunData, label: str | None = None) -> RunSide:
         if all(m.name != name for m in ms):
             ms.append(MetricInfo(name, bool(row.higher_is_better)))
     metric_names = {m.name for ms in metrics.values() for m in ms}
-    tags = tuple(c for c in run.tag_columns if c not in BASE_COLUMNS)
+    tags = tuple(c for c in run.tag_columns if c not in SAMPLE_BASE_COLUMNS)
     keep = ["task", "doc_id", "target", "prompt_hash", *sorted(metric_names), *tags]
     frame = samples[[c for c in keep if c in samples.columns]].copy()
     frame["task"] = frame["task"].astype(str)
