@@ -206,6 +206,23 @@ def test_signal_to_noise_flags_a_noisy_task(tmp_path: Path) -> None:
     assert snr["stable"].signal == pytest.approx(0.3 / 0.55)
     assert not snr["stable"].low and snr["noisy"].low
     assert any("noisy" in w for w in report.warnings)
+    # Both renderers show the same cells (evalkit.report.markdown.snr_cells), each marking the
+    # low task its own way.
+    from rich.console import Console
+
+    from evalkit.report.markdown import compare_markdown, num
+    from evalkit.report.tables import print_compare
+
+    md = compare_markdown(report)
+    console = Console(record=True, width=240)
+    print_compare(report, console)
+    text = console.export_text()
+    for task, mark in (("stable", ""), ("noisy", "⚠️ ")):
+        r = snr[task]
+        cells = [mark + task, r.metric, num(r.signal, ".3g"), num(r.noise, ".3g")]
+        assert "| " + " | ".join(cells) + " |" in md, task
+    assert "low noisy" in text and "low stable" not in text
+    assert num(snr["noisy"].snr, ".3g") in text
 
 
 # -- chat formatting -------------------------------------------------------------------------

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from xml.etree import ElementTree as ET
 
 from evalkit.analysis.compare import CompareReport, Comparison, DeltaRow, base_vs_chat
 from evalkit.analysis.gate import CheckResult, GateVerdict
+from evalkit.analysis.snr import SNRRow
 
 
 def num(x: float | None, spec: str = ".4g") -> str:
@@ -153,23 +154,28 @@ def compare_markdown(report: CompareReport) -> str:
         lines += comparison_markdown(c, report)
     if report.snr:
         lines += ["### Signal and noise (arXiv:2508.13144)", ""]
-        body = [
-            [
-                ("⚠️ " if s.low else "") + s.task,
-                s.metric,
-                num(s.signal, ".3g"),
-                num(s.noise, ".3g"),
-                num(s.snr, ".3g"),
-                str(s.n_models),
-                str(s.n_checkpoints),
-            ]
-            for s in report.snr
-        ]
-        lines += _table(["task", "metric", "signal", "noise", "SNR", "models", "checkpoints"], body)
+        lines += _table(SNR_COLUMNS, [snr_cells(s, low="⚠️ ") for s in report.snr])
         lines.append("")
     if report.warnings:
         lines += [f"> {w}" for w in report.warnings] + [""]
     return "\n".join(lines)
+
+
+SNR_COLUMNS = ("task", "metric", "signal", "noise", "SNR", "models", "checkpoints")
+
+
+def snr_cells(s: SNRRow, *, low: str) -> list[str]:
+    """One task's signal-and-noise cells, in SNR_COLUMNS order, for every renderer (markdown
+    here, the console in `evalkit.report.tables`); `low` marks a task whose SNR is low."""
+    return [
+        (low if s.low else "") + s.task,
+        s.metric,
+        num(s.signal, ".3g"),
+        num(s.noise, ".3g"),
+        num(s.snr, ".3g"),
+        str(s.n_models),
+        str(s.n_checkpoints),
+    ]
 
 
 def _mark(call: str) -> str:
@@ -197,10 +203,15 @@ GATE_COLUMNS = (
 )
 
 
-def _check_row(c: CheckResult) -> list[str]:
+def check_cells(
+    c: CheckResult, *, outcomes: Mapping[str, str], name: str, reason: str
+) -> list[str]:
+    """One gate check's cells, in GATE_COLUMNS order, for every renderer (markdown here, the
+    console in `evalkit.report.tables`): the outcome, the check's name and the reason as that
+    renderer writes them."""
     return [
-        _OUTCOME[c.outcome],
-        f"{c.check.scope} `{c.check.name}`",
+        outcomes[c.outcome],
+        f"{c.check.scope} {name}",
         c.check.metric + arrow(c.higher_is_better),
         num(c.baseline),
         num(c.candidate),
@@ -209,7 +220,7 @@ def _check_row(c: CheckResult) -> list[str]:
         num(c.check.margin, "g"),
         str(c.n),
         num(c.mde, ".3g"),
-        c.reason,
+        reason,
     ]
 
 
@@ -223,7 +234,13 @@ def gate_markdown(v: GateVerdict) -> str:
         + ", ".join(f"`{c}`" for c in v.candidate),
         "",
     ]
-    lines += _table(GATE_COLUMNS, [_check_row(c) for c in v.checks])
+    lines += _table(
+        GATE_COLUMNS,
+        [
+            check_cells(c, outcomes=_OUTCOME, name=f"`{c.check.name}`", reason=c.reason)
+            for c in v.checks
+        ],
+    )
     if v.warnings:
         lines += ["", *(f"> {w}" for w in v.warnings)]
     return "\n".join(lines) + "\n"

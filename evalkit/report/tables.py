@@ -11,7 +11,16 @@ from rich.table import Table
 
 from evalkit.analysis.compare import CompareReport, Comparison, DeltaRow, base_vs_chat
 from evalkit.analysis.gate import GateVerdict
-from evalkit.report.markdown import GATE_COLUMNS, arrow, num, pval, signed
+from evalkit.report.markdown import (
+    GATE_COLUMNS,
+    SNR_COLUMNS,
+    arrow,
+    check_cells,
+    num,
+    pval,
+    signed,
+    snr_cells,
+)
 
 _CALL_STYLE = {"better": "[green]▲[/]", "worse": "[red]▼[/]", "n.s.": "[dim]·[/]"}
 
@@ -101,18 +110,10 @@ def print_compare(report: CompareReport, console: Console | None = None) -> None
         print_comparison(c, report, console)
     if report.snr:
         table = Table(title="signal and noise (arXiv:2508.13144)", title_justify="left")
-        for col in ("task", "metric", "signal", "noise", "SNR", "models", "checkpoints"):
+        for col in SNR_COLUMNS:
             table.add_column(col)
         for s in report.snr:
-            table.add_row(
-                ("[red]low[/] " if s.low else "") + s.task,
-                s.metric,
-                num(s.signal, ".3g"),
-                num(s.noise, ".3g"),
-                num(s.snr, ".3g"),
-                str(s.n_models),
-                str(s.n_checkpoints),
-            )
+            table.add_row(*snr_cells(s, low="[red]low[/] "))
         console.print(table)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
@@ -134,17 +135,7 @@ def print_gate(v: GateVerdict, console: Console | None = None) -> None:
         table.add_column(col, overflow="fold")
     for c in v.checks:
         table.add_row(
-            _OUTCOME[c.outcome],
-            f"{c.check.scope} {c.check.name}",
-            c.check.metric + arrow(c.higher_is_better),
-            num(c.baseline),
-            num(c.candidate),
-            signed(c.delta),
-            f"[{num(c.ci_low)}, {num(c.ci_high)}]",
-            num(c.check.margin, "g"),
-            str(c.n),
-            num(c.mde, ".3g"),
-            escape(c.reason),
+            *check_cells(c, outcomes=_OUTCOME, name=c.check.name, reason=escape(c.reason))
         )
     console.print(table)
     for w in v.warnings:
