@@ -188,11 +188,18 @@ def _scores(path: Path, manifest: dict[str, Any]) -> Any:
         frame = pd.read_parquet(path / SCORES)
     except Exception as exc:  # pyarrow raises its own types; any of them means damage
         raise _damaged(path, SCORES, exc) from None
-    if manifest.get("migrated_from") is not None:  # evalkit.migrate.manifest_v1 marks it
+    if _v1_tables(manifest):
         rows = score_rows_v1(frame, str(path), manifest)
     else:
         rows = rows_from_table(frame, str(path))
     return scores_table(rows)
+
+
+def _v1_tables(manifest: dict[str, Any]) -> bool:
+    """Whether the run's parquet files have version 1's layout: its (migrated) manifest says it
+    was written as version 1 (`evalkit.migrate` keeps the version written in `migrated_from`;
+    any later version's tables have version 2's layout)."""
+    return manifest.get("migrated_from") == 1
 
 
 def _samples_select(path: Path, manifest: dict[str, Any]) -> str:
@@ -211,8 +218,7 @@ def _samples_select(path: Path, manifest: dict[str, Any]) -> str:
     missing = [c for c in ("task", "doc_id") if c not in names]
     if missing:
         raise EvalkitError(f"damaged run directory {path}: {SAMPLES} lacks {missing}")
-    v2 = manifest.get("migrated_from") is None
-    structs = [c for c in (SAMPLE_METRICS, SAMPLE_TAGS) if v2 and c in names]
+    structs = [c for c in (SAMPLE_METRICS, SAMPLE_TAGS) if not _v1_tables(manifest) and c in names]
     columns = [_ident(c) for c in names if c not in structs]
     columns += [f"{_ident(c)}.*" for c in structs]
     return (
