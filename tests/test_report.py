@@ -319,3 +319,38 @@ def test_every_single_run_section_shows_the_last_run_with_its_results(tmp_path: 
     # no run has them: the sections say so
     files = write_report([plain], tmp_path / "alone")
     assert section(files, "code").note and section(files, "multilingual").note
+
+
+def test_run_facts_read_the_same_for_the_report_and_the_console() -> None:
+    from rich.console import Console
+
+    from evalkit.report.blocks import Table
+    from evalkit.report.console import print_run_facts
+    from evalkit.report.runfacts import run_fact_blocks
+
+    m = {
+        "skipped_tasks": [{"task": "niah", "family": "longctx", "reason": "no length can run"}],
+        "tasks": [{"name": "fewshot", "notes": {"skipped_items": {"k=32": 3}}}, {"name": "x"}],
+        "vocabulary": {"embedding_rows": 320, "tokenizer_tokens": 300, "padded_rows": 20},
+    }
+    blocks = run_fact_blocks([m], ["a"])
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert [t.rows for t in tables] == [
+        (("`a`", "niah", "longctx", "no length can run"),),
+        (("`a`", "fewshot", "k=32", "3"),),
+    ]
+    assert [b.text for b in blocks if isinstance(b, Text)] == [
+        "`a`: the embedding has 320 rows and the tokenizer 300 tokens; the 20 extra rows share "
+        "the softmax (scored as lm-eval does)."
+    ]
+    console = Console(record=True, width=400)
+    print_run_facts(m, console)
+    out = console.export_text()
+    assert "skipped task niah (longctx): no length can run" in out
+    assert "fewshot: 3 item(s) left out at k=32" in out
+    assert "the embedding has 320 rows, the tokenizer 300 tokens (20 rows never produced" in out
+    # negative control: a manifest without facts says nothing, in either
+    assert run_fact_blocks([{"tasks": [{"name": "x"}]}], ["a"]) == []
+    quiet = Console(record=True, width=400)
+    print_run_facts({}, quiet)
+    assert quiet.export_text() == ""

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from evalkit.report.runfacts import run_facts
 from evalkit.schema import ScoreRow
 from evalkit.tasks.kinds import KindSpec
 
@@ -131,18 +132,14 @@ def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None)
     items a task left out (e.g. few-shot prompts too long at some k), and a vocabulary padded
     beyond the tokenizer. Prints nothing when there is none of it."""
     console = console or Console(width=None if sys.stdout.isatty() else 140, highlight=False)
-    for s in manifest.get("skipped_tasks") or []:
+    facts = run_facts(manifest)
+    for task, family, why in facts.skipped:
+        console.print(f"skipped task {escape(task)} ({escape(family)}): {escape(why)}")
+    for task, bucket, count in facts.left_out:
+        console.print(f"{escape(task)}: {count} item(s) left out at {escape(bucket)}")
+    if (v := facts.vocab) is not None:
         console.print(
-            f"skipped task {escape(s['task'])} ({escape(s['family'])}): {escape(s['reason'])}"
-        )
-    for t in manifest.get("tasks") or []:
-        left_out = (t.get("notes") or {}).get("skipped_items") or {}
-        for bucket, count in left_out.items():
-            console.print(f"{escape(t['name'])}: {count} item(s) left out at {escape(bucket)}")
-    vocab = manifest.get("vocabulary") or {}
-    if vocab.get("padded_rows"):
-        console.print(
-            f"note: the embedding has {vocab['embedding_rows']} rows, the tokenizer "
-            f"{vocab['tokenizer_tokens']} tokens ({vocab['padded_rows']} rows never produced by "
+            f"note: the embedding has {v.embedding_rows} rows, the tokenizer "
+            f"{v.tokenizer_tokens} tokens ({v.padded_rows} rows never produced by "
             "the tokenizer still share the softmax, as lm-eval scores them)"
         )

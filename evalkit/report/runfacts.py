@@ -5,9 +5,43 @@ tasks a run skipped on its checkpoint with why (`skipped_tasks`), the items a ta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from evalkit.report.blocks import Table, Text
+
+
+@dataclass(frozen=True)
+class PaddedVocab:
+    embedding_rows: int
+    tokenizer_tokens: int
+    padded_rows: int
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What one manifest says beside the scores, read in one place for the report and the
+    console (`evalkit.report.console.print_run_facts`)."""
+
+    skipped: tuple[tuple[str, str, str], ...]  # (task, family, why)
+    left_out: tuple[tuple[str, str, str], ...]  # (task, bucket, item count)
+    vocab: PaddedVocab | None  # a vocabulary padded beyond the tokenizer
+
+
+def run_facts(m: Mapping[str, Any]) -> RunFacts:
+    skipped = tuple(
+        (str(s["task"]), str(s["family"]), str(s["reason"])) for s in m.get("skipped_tasks") or []
+    )
+    left_out = tuple(
+        (str(t["name"]), str(bucket), str(count))
+        for t in m.get("tasks") or []
+        for bucket, count in ((t.get("notes") or {}).get("skipped_items") or {}).items()
+    )
+    v = m.get("vocabulary") or {}
+    vocab = None
+    if v.get("padded_rows"):
+        vocab = PaddedVocab(v["embedding_rows"], v["tokenizer_tokens"], v["padded_rows"])
+    return RunFacts(skipped, left_out, vocab)
 
 
 def run_fact_blocks(
@@ -17,16 +51,13 @@ def run_fact_blocks(
     left_out: list[tuple[str, ...]] = []
     vocab: list[str] = []
     for m, label in zip(manifests, labels, strict=True):
-        for s in m.get("skipped_tasks") or []:
-            skipped.append((f"`{label}`", str(s["task"]), str(s["family"]), str(s["reason"])))
-        for t in m.get("tasks") or []:
-            for bucket, count in ((t.get("notes") or {}).get("skipped_items") or {}).items():
-                left_out.append((f"`{label}`", str(t["name"]), str(bucket), str(count)))
-        v = m.get("vocabulary") or {}
-        if v.get("padded_rows"):
+        facts = run_facts(m)
+        skipped += [(f"`{label}`", *s) for s in facts.skipped]
+        left_out += [(f"`{label}`", *t) for t in facts.left_out]
+        if (v := facts.vocab) is not None:
             vocab.append(
-                f"`{label}`: the embedding has {v['embedding_rows']} rows and the tokenizer "
-                f"{v['tokenizer_tokens']} tokens; the {v['padded_rows']} extra rows share the "
+                f"`{label}`: the embedding has {v.embedding_rows} rows and the tokenizer "
+                f"{v.tokenizer_tokens} tokens; the {v.padded_rows} extra rows share the "
                 "softmax (scored as lm-eval does)."
             )
     blocks: list[Table | Text] = []
