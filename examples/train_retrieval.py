@@ -58,7 +58,8 @@ from evalkit.tasks.probes.haystack import (  # noqa: E402
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SLICE = "needle_qa"
 COPY_SLICE = "induction_copy"
-DOMAINS = {SLICE: "retrieval", COPY_SLICE: "induction"}
+DIGIT_SLICE = "digit_copy"
+DOMAINS = {SLICE: "retrieval", COPY_SLICE: "induction", DIGIT_SLICE: "induction"}
 VARIANTS = {"single": 0.35, "multikey": 0.35, "multivalue": 0.15, "multiquery": 0.15}
 NOISE_SENTENCES = tuple(s.strip() + "." for s in NOISE.split(".") if s.strip())
 # The tasks' prose haystacks use their own seeds (20301-20304); these are far from them.
@@ -78,7 +79,7 @@ class Docs:
         self.prose = [prose_haystack(s, n_sentences=120).sentences for s in PROSE_SEEDS]
         self._mean: dict[str, float] = {}
         # icl_induction's draw set: ids that decode to text, BOS excluded
-        self.seen = {SLICE: 0, COPY_SLICE: 0}  # tokens drawn per slice (no padding)
+        self.seen = dict.fromkeys(DOMAINS, 0)  # tokens drawn per slice (no padding)
         self.ordinary = [
             i for i in range(self.tok.get_vocab_size()) if i != self.bos and self.tok.decode([i])
         ]
@@ -89,6 +90,16 @@ class Docs:
         n = self.rng.randint(8, max(8, min(120, (max_tokens - 1) // 2)))
         r = [self.rng.choice(self.ordinary) for _ in range(n)]
         return [self.bos, *r, *r], [0] * (n + 1) + [1] * n, n + 1
+
+    def digit_doc(self, max_tokens: int) -> tuple[list[int], list[int], int]:
+        """BOS + D + D with D a run of random 7-digit numbers, loss on the second copy. The
+        needle answers that fail drop or repeat a digit token where a digit recurs
+        (3633438 -> 363438): one-token induction is ambiguous there, and these documents
+        supervise exactly that case densely (an answer gives 7 digits per 200+ tokens)."""
+        most = max(1, min(16, (max_tokens - 1) // 16))
+        nums = [str(self.rng.randrange(10**6, 10**7)) for _ in range(self.rng.randint(1, most))]
+        d = self.tok.encode(" " + " ".join(nums) + ".").ids
+        return [self.bos, *d, *d], [0] * (len(d) + 1) + [1] * len(d), len(d) + 1
 
     def _per_sentence(self, hay: tuple[str, ...]) -> float:
         """Mean tokens of a haystack sentence (with its space), for a first guess."""
@@ -167,15 +178,26 @@ class Docs:
         return ids, mask, first_answer
 
     def batch(
-        self, size: int, max_tokens: int, long_frac: float, copy_frac: float = 0.0
+        self,
+        size: int,
+        max_tokens: int,
+        long_frac: float,
+        copy_frac: float = 0.0,
+        long_lo: float = 0.5,
+        digit_frac: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         rows = []
         for _ in range(size):
-            if self.rng.random() < copy_frac:
+            u = self.rng.random()
+            if u < digit_frac:
+                rows.append(self.digit_doc(max_tokens))
+                self.seen[DIGIT_SLICE] += len(rows[-1][0])
+                continue
+            if u < digit_frac + copy_frac:
                 rows.append(self.copy_doc(max_tokens))
                 self.seen[COPY_SLICE] += len(rows[-1][0])
                 continue
-            lo = max_tokens // 2 if self.rng.random() < long_frac else 1
+            lo = int(max_tokens * long_lo) if self.rng.random() < long_frac else 1
             rows.append(self.draw(max_tokens, lo))
             self.seen[SLICE] += len(rows[-1][0])
         width = max(len(r[0]) for r in rows)
@@ -272,7 +294,16 @@ def main() -> None:
     p.add_argument("--window", type=int, default=1024, help="max_position_embeddings")
     p.add_argument("--long-frac", type=float, default=0.0)
     p.add_argument(
+        "--long-lo",
+        type=float,
+        default=0.5,
+        help="a --long-frac document is --long-lo x L to L tokens long",
+    )
+    p.add_argument(
         "--copy-frac", type=float, default=0.0, help="share of BOS + r + r copying documents"
+    )
+    p.add_argument(
+        "--digit-frac", type=float, default=0.0, help="share of copied 7-digit-number runs"
     )
     p.add_argument(
         "--decay", action="store_true", help="cosine lr decay to 0 over --max-steps after warmup"
@@ -293,7 +324,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     docs = Docs(a.tokenizer, a.seed)
-    start_tokens = {SLICE: 0, COPY_SLICE: 0}
+    start_tokens = dict.fromkeys(DOMAINS, 0)
     start_step, parent = 0, None
     source = a.resume_from or a.init
     if source is not None:
@@ -344,7 +375,9 @@ def main() -> None:
     t0 = time.time()
     above = 0
     for step in range(start_step + 1, start_step + a.max_steps + 1):
-        x, labels, _ = docs.batch(a.batch, a.length, a.long_frac, a.copy_frac)
+        x, labels, _ = docs.batch(
+            a.batch, a.length, a.long_frac, a.copy_frac, a.long_lo, a.digit_frac
+        )
         loss = model(input_ids=x, labels=labels).loss
         opt.zero_grad()
         loss.backward()
