@@ -48,9 +48,10 @@ sandbox-tools:
 demo: $(STAMP)
 	rm -rf runs/demo runs/demo-retrieval runs/demo-labels
 	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite transfer --out runs/demo --no-progress
-	# The retrieval control: a long-context grid and an induction effect that are not all zero.
+	# The retrieval control: a long-context grid and an induction effect that are not all zero
+	# (the control's needle grid, 3 items per cell: effective length 192 of its 1024).
 	$(BIN)/evalkit score examples/checkpoints/retrieval-control --no-progress --out runs/demo-retrieval \
-		--tasks longctx_niah_single,longctx_niah_multikey,icl_induction
+		--tasks-dir examples/tasks --tasks longctx_niah_grid,icl_induction --limit 3
 	# The label control: accuracy falls with the share of flipped in-context labels.
 	$(BIN)/evalkit score examples/checkpoints/label-control --no-progress --out runs/demo-labels \
 		--tasks icl_flipped_labels,icl_label_probe

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import random
 import shutil
 import sys
@@ -56,6 +57,9 @@ from evalkit.tasks.probes.haystack import (  # noqa: E402
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SLICE = "needle_qa"
+COPY_SLICE = "induction_copy"
+DIGIT_SLICE = "digit_copy"
+DOMAINS = {SLICE: "retrieval", COPY_SLICE: "induction", DIGIT_SLICE: "induction"}
 VARIANTS = {"single": 0.35, "multikey": 0.35, "multivalue": 0.15, "multiquery": 0.15}
 NOISE_SENTENCES = tuple(s.strip() + "." for s in NOISE.split(".") if s.strip())
 # The tasks' prose haystacks use their own seeds (20301-20304); these are far from them.
@@ -74,6 +78,28 @@ class Docs:
         self.rng = random.Random(seed)
         self.prose = [prose_haystack(s, n_sentences=120).sentences for s in PROSE_SEEDS]
         self._mean: dict[str, float] = {}
+        # icl_induction's draw set: ids that decode to text, BOS excluded
+        self.seen = dict.fromkeys(DOMAINS, 0)  # tokens drawn per slice (no padding)
+        self.ordinary = [
+            i for i in range(self.tok.get_vocab_size()) if i != self.bos and self.tok.decode([i])
+        ]
+
+    def copy_doc(self, max_tokens: int) -> tuple[list[int], list[int], int]:
+        """BOS + r + r with r random ordinary tokens (the induction probe's shape), loss on the
+        second copy: keeps the copying the needle-only runs wore down (0.98 -> 0.22)."""
+        n = self.rng.randint(8, max(8, min(120, (max_tokens - 1) // 2)))
+        r = [self.rng.choice(self.ordinary) for _ in range(n)]
+        return [self.bos, *r, *r], [0] * (n + 1) + [1] * n, n + 1
+
+    def digit_doc(self, max_tokens: int) -> tuple[list[int], list[int], int]:
+        """BOS + D + D with D a run of random 7-digit numbers, loss on the second copy. The
+        needle answers that fail drop or repeat a digit token where a digit recurs
+        (3633438 -> 363438): one-token induction is ambiguous there, and these documents
+        supervise exactly that case densely (an answer gives 7 digits per 200+ tokens)."""
+        most = max(1, min(16, (max_tokens - 1) // 16))
+        nums = [str(self.rng.randrange(10**6, 10**7)) for _ in range(self.rng.randint(1, most))]
+        d = self.tok.encode(" " + " ".join(nums) + ".").ids
+        return [self.bos, *d, *d], [0] * (len(d) + 1) + [1] * len(d), len(d) + 1
 
     def _per_sentence(self, hay: tuple[str, ...]) -> float:
         """Mean tokens of a haystack sentence (with its space), for a first guess."""
@@ -152,12 +178,28 @@ class Docs:
         return ids, mask, first_answer
 
     def batch(
-        self, size: int, max_tokens: int, long_frac: float
+        self,
+        size: int,
+        max_tokens: int,
+        long_frac: float,
+        copy_frac: float = 0.0,
+        long_lo: float = 0.5,
+        digit_frac: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         rows = []
         for _ in range(size):
-            lo = max_tokens // 2 if self.rng.random() < long_frac else 1
+            u = self.rng.random()
+            if u < digit_frac:
+                rows.append(self.digit_doc(max_tokens))
+                self.seen[DIGIT_SLICE] += len(rows[-1][0])
+                continue
+            if u < digit_frac + copy_frac:
+                rows.append(self.copy_doc(max_tokens))
+                self.seen[COPY_SLICE] += len(rows[-1][0])
+                continue
+            lo = int(max_tokens * long_lo) if self.rng.random() < long_frac else 1
             rows.append(self.draw(max_tokens, lo))
+            self.seen[SLICE] += len(rows[-1][0])
         width = max(len(r[0]) for r in rows)
         x = torch.full((size, width), self.pad)
         labels = torch.full((size, width), -100)
@@ -184,29 +226,46 @@ def answer_accuracy(model: Any, held: list[tuple[torch.Tensor, list[tuple[int, i
     return hits / total
 
 
-def provenance(run: str, step: int, tokens: int, parent: str | None) -> dict[str, Any]:
-    mix_id = hashlib.sha256(f"{SLICE}=1.000000".encode()).hexdigest()[:12]
+@torch.no_grad()
+def copy_accuracy(model: Any, seqs: list[list[int]]) -> float:
+    """Top-1 on tokens 2..n of the second copy of BOS + r + r, as icl_induction scores it."""
+    hits = total = 0
+    for ids in seqs:
+        n = (len(ids) - 1) // 2
+        pred = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1)
+        hits += int((pred[n + 1 : 2 * n] == torch.tensor(ids[n + 2 :])).sum())
+        total += n - 1
+    return hits / total
+
+
+def provenance(run: str, step: int, tokens: dict[str, int], parent: str | None) -> dict[str, Any]:
+    total = sum(tokens.values())
+    shares = {k: v / total if total else 0.0 for k, v in tokens.items() if v}
+    mix = ",".join(f"{k}={v:.6f}" for k, v in sorted(shares.items()))
+    mix_id = hashlib.sha256(mix.encode()).hexdigest()[:12]
     return {
         "schema_version": 2,
         "checkpoint": {
             "run": run,
             "step": step,
-            "tokens_seen": tokens,
+            "tokens_seen": total,
             "parent": parent,
             "mix_id": mix_id,
         },
         "slices": [
             {
-                "name": SLICE,
-                "tokens": tokens,
-                "share": 1.0,
-                "source": f"synthetic:{SLICE}",
+                "name": name,
+                "tokens": n,
+                "share": round(shares[name], 6),
+                "source": f"synthetic:{name}",
                 "license": "Apache-2.0",
                 "language": "en",
-                "domain": "retrieval",
+                "domain": DOMAINS[name],
                 "quality": 1.0,
                 "repeats": 1,
             }
+            for name, n in tokens.items()
+            if n
         ],
     }
 
@@ -234,6 +293,21 @@ def main() -> None:
     p.add_argument("--length", type=int, default=256, help="training length L (tokens)")
     p.add_argument("--window", type=int, default=1024, help="max_position_embeddings")
     p.add_argument("--long-frac", type=float, default=0.0)
+    p.add_argument(
+        "--long-lo",
+        type=float,
+        default=0.5,
+        help="a --long-frac document is --long-lo x L to L tokens long",
+    )
+    p.add_argument(
+        "--copy-frac", type=float, default=0.0, help="share of BOS + r + r copying documents"
+    )
+    p.add_argument(
+        "--digit-frac", type=float, default=0.0, help="share of copied 7-digit-number runs"
+    )
+    p.add_argument(
+        "--decay", action="store_true", help="cosine lr decay to 0 over --max-steps after warmup"
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=50)
@@ -250,14 +324,16 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     docs = Docs(a.tokenizer, a.seed)
-    start_tokens, start_step, parent = 0, 0, None
+    start_tokens = dict.fromkeys(DOMAINS, 0)
+    start_step, parent = 0, None
     source = a.resume_from or a.init
     if source is not None:
         model = LlamaForCausalLM.from_pretrained(source, dtype=torch.float32)
         parent = str(source)
         if a.resume_from is not None:
             prov = yaml.safe_load((a.resume_from / "provenance.yaml").read_text())
-            start_tokens = int(prov["checkpoint"]["tokens_seen"])
+            for sl in prov["slices"]:
+                start_tokens[sl["name"]] = int(sl["tokens"])
             start_step = int(prov["checkpoint"]["step"])  # steps and tokens go on counting
         # RoPE has no position parameters: the window is the config's to declare.
         model.config.max_position_embeddings = a.window
@@ -278,7 +354,15 @@ def main() -> None:
         )
         model = LlamaForCausalLM(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup))
+
+    def lr_factor(s: int) -> float:
+        if s < a.warmup or not a.decay:
+            return min(1.0, (s + 1) / a.warmup)
+        # a falling lr lets the last steps settle instead of hopping between minima
+        done = (s - a.warmup) / max(1, a.max_steps - a.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     # a fresh optimizer also when resuming: its warmup restarts (the logs say so)
     held_docs = Docs(a.tokenizer, a.seed + 10**6)  # a stream training never draws
     held_at = {
@@ -286,24 +370,32 @@ def main() -> None:
         for n in sorted({a.length, 2 * a.length})
         if n <= a.window
     }
+    held_copy = [held_docs.copy_doc(201)[0] for _ in range(16)]
     log: list[dict[str, Any]] = []
-    tokens = start_tokens
     t0 = time.time()
     above = 0
     for step in range(start_step + 1, start_step + a.max_steps + 1):
-        x, labels, _ = docs.batch(a.batch, a.length, a.long_frac)
+        x, labels, _ = docs.batch(
+            a.batch, a.length, a.long_frac, a.copy_frac, a.long_lo, a.digit_frac
+        )
         loss = model(input_ids=x, labels=labels).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        tokens += int((x != docs.pad).sum())
+        tokens = {k: start_tokens[k] + docs.seen[k] for k in start_tokens}
         if step % a.eval_every == 0:
             model.eval()
             accs = {f"acc@{n}": answer_accuracy(model, h) for n, h in held_at.items()}  # type: ignore[arg-type]
+            accs["copy_acc"] = copy_accuracy(model, held_copy)
             model.train()
-            row: dict[str, Any] = {"step": step, "tokens_seen": tokens, "loss": float(loss)}
+            row: dict[str, Any] = {
+                "step": step,
+                "tokens_seen": sum(tokens.values()),
+                "loss": float(loss),
+                "lr": sched.get_last_lr()[0],
+            }
             row.update(accs)
             row["seconds"] = round(time.time() - t0, 1)
             log.append(row)

@@ -1,17 +1,13 @@
 """Positive control for the long-context family, and the long-context claim measured (issue 16).
 
 `examples/checkpoints/retrieval-control` is a 2-layer tiny Llama trained by
-`examples/train_retrieval.py` on documents of the needle family's own shape at lengths up to
-L = 256 tokens inside a 1,024-token window. Through the shipped `longctx_niah_single` task evalkit
-gives it recall 0.83 at 256 tokens (clearly above the null; short of the 0.85 the issue asked
-for, so its effective context length is 0, not 256), recall falling to 0 beyond 256, and
-`icl_induction` copy accuracy well above tiny-base's (0.22 vs 0.00; its parent copied 0.98).
-
-`examples/checkpoints/retrieval-long` continues that run at up to 4 L = 1,024 tokens with long
-documents upsampled: its recall past L must rise above the control's and its recall at L stay
-within the control's interval (its effective length did not pass L: see docs/longctx.md). The RoPE-scaled copies
-(no training; made here with `examples/rope_scale.py`) are scored too, and every number the
-table in docs/longctx.md gives for them must lie inside the interval measured here."""
+`examples/train_retrieval.py` on documents of the needle family's own shape (plus copying) at
+lengths up to L = 256 tokens inside a 1,024-token window; `retrieval-long` continues it at up to
+4 L with long documents upsampled; the RoPE-scaled copies (no training; made here with
+`examples/rope_scale.py`) are the bolted-on alternative; a random init of the same shape is the
+negative control. All are scored on a subset of `examples/tasks/niah_grid.yaml` (same seed, so
+the same items as the full grid in docs/longctx.md: 15 per length here, 50 there).
+What is asserted is what the checkpoints show; the numbers are in docs/longctx.md."""
 
 from __future__ import annotations
 
@@ -23,18 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import evalkit
+from evalkit import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "examples" / "checkpoints"
 CONTROL = CHECKPOINTS / "retrieval-control"
 LONG = CHECKPOINTS / "retrieval-long"
 TINY = CHECKPOINTS / "tiny-base"
+GRID = ROOT / "examples" / "tasks" / "niah_grid.yaml"
 DOCS = ROOT / "docs" / "longctx.md"
 L = 256
-NIAH = "longctx_niah_single"
+NIAH = "longctx_niah_grid"
 EFFECTIVE = "effective_length[recall>=0.85]"
+LENGTHS = [192, 256, 512, 1024]  # the grid's shortest length, L, 2 L and 4 L
+PER_CELL = 3  # x 5 depths = 15 items per length
 
 
 def _rope_copy(kind: str, out: Path) -> Path:
@@ -49,12 +50,36 @@ def _rope_copy(kind: str, out: Path) -> Path:
     return out
 
 
-def _score(
-    ckpt: Path, tasks: list[str], out: Path, limit: int | None
-) -> dict[tuple[str, str], Any]:
-    run = evalkit.score(
+def _random_init(out: Path) -> Path:
+    """The control's shape and tokenizer, untrained weights (seeded)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig.from_pretrained(CONTROL)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(CONTROL / name, out / name)
+    return out
+
+
+def _grid_subset(out: Path) -> Path:
+    spec = yaml.safe_load(GRID.read_text())
+    assert set(LENGTHS) <= set(spec["lengths"])
+    spec["lengths"] = LENGTHS
+    out.mkdir()
+    (out / "niah_grid.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return out
+
+
+Scores = dict[tuple[str, str], Any]
+
+
+def _score(ckpt: Path, tasks: list[str], out: Path, limit: int, tasks_dir: Path | None) -> Any:
+    return evalkit.score(
         ckpt,
         tasks=tasks,
+        tasks_dir=tasks_dir,
         backend="hf",
         device="cpu",
         dtype="float32",
@@ -63,22 +88,42 @@ def _score(
         progress=False,
         limit=limit,
     )
-    return {(s.task, s.metric): s for s in run.scores}
+
+
+def _recalls(run: Any, max_len: int) -> dict[str, float]:
+    """Per-item recall at lengths <= max_len, keyed by the item's (length, depth, sample)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(run.path / "samples.parquet")
+    out = {}
+    for tags, metrics in zip(frame["tags"], frame["metrics"], strict=True):
+        if int(tags["length"]) <= max_len:
+            out[json.dumps(tags, sort_keys=True, default=str)] = float(metrics["recall"])
+    return out
 
 
 @pytest.fixture(scope="module")
-def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[tuple[str, str], Any]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("retrieval")
+    grid = _grid_subset(tmp / "tasks")
     ckpts = {
         "retrieval-control": CONTROL,
         "retrieval-long": LONG,
         "rope-linear-x4": _rope_copy("linear", tmp / "ckpt-linear"),
         "rope-yarn-x4": _rope_copy("yarn", tmp / "ckpt-yarn"),
     }
-    out = {name: _score(c, [NIAH], tmp / name, None) for name, c in ckpts.items()}
-    for name, c in (("retrieval-control", CONTROL), ("tiny-base", TINY)):
-        out.setdefault(name, {}).update(_score(c, ["icl_induction"], tmp / f"{name}-ind", 8))
+    out: dict[str, Any] = {
+        name: _score(c, [NIAH], tmp / name, PER_CELL, grid) for name, c in ckpts.items()
+    }
+    out["random-init"] = _score(_random_init(tmp / "ckpt-random"), [NIAH], tmp / "rnd", 2, grid)
+    for name, c in (("retrieval-control", CONTROL), ("retrieval-long", LONG), ("tiny-base", TINY)):
+        out[f"{name}/induction"] = _score(c, ["icl_induction"], tmp / f"{name}-ind", 8, None)
     return out
+
+
+@pytest.fixture(scope="module")
+def scores(runs: dict[str, Any]) -> dict[str, Scores]:
+    return {name: {(s.task, s.metric): s for s in run.scores} for name, run in runs.items()}
 
 
 def test_bundle_has_the_run_and_its_steps() -> None:
@@ -86,52 +131,79 @@ def test_bundle_has_the_run_and_its_steps() -> None:
     assert len(steps) >= 6
     log = json.loads((CONTROL / "train_log.json").read_text())
     tokens = [row["tokens_seen"] for row in log]
-    assert tokens == sorted(tokens)  # one run: tokens only grow (stage 2 resumed stage 1)
+    assert tokens == sorted(tokens)  # one run: tokens only grow (each stage resumed the last)
     for d in [*steps, CONTROL, LONG]:
         assert (d / "provenance.yaml").is_file() and (d / "model.safetensors").is_file()
     assert json.loads((CONTROL / "config.json").read_text())["max_position_embeddings"] == 4 * L
+    prov = yaml.safe_load((CONTROL / "provenance.yaml").read_text())
+    assert prov["checkpoint"]["tokens_seen"] == tokens[-1]
+    assert sum(s["tokens"] for s in prov["slices"]) == tokens[-1]
 
 
-def test_control_recalls_at_L_and_not_beyond(
-    scores: dict[str, dict[tuple[str, str], Any]],
-) -> None:
+def test_control_recalls_below_L_and_not_beyond(scores: dict[str, Scores]) -> None:
     s = scores["retrieval-control"]
-    short = s[(NIAH, f"recall[len={L}]")]
-    # Measured 0.83 (5 of 6): clearly above the null of 0, short of evalkit's 0.85 threshold.
-    assert short.value >= 0.75 and short.ci_low > 0.3, short
+    # Full grid (docs/longctx.md): 0.94 at 192, 0.76 at L = 256 -- short of the issue's 0.85 at L.
+    first = s[(NIAH, "recall[len=192]")]
+    assert first.value >= 0.85 and first.ci_low > 0.6, first
+    at_l = s[(NIAH, f"recall[len={L}]")]
+    assert at_l.value >= 0.6 and at_l.ci_low > 0.3, at_l
     for n in (2 * L, 4 * L):
-        far = s[(NIAH, f"recall[len={n}]")]
-        assert far.value <= 0.2, far  # never trained past L: recall falls
-        assert far.ci_high < short.value, (far, short)
+        r = s[(NIAH, f"recall[len={n}]")]
+        assert r.value <= 0.1 and r.ci_high < at_l.ci_low, (r, at_l)  # never trained past L
     eff = s[(NIAH, EFFECTIVE)]
-    assert eff.ci_high <= L, eff  # at most one grid step (0 while recall at L is < 0.85)
+    assert 192 <= eff.value <= L, eff  # L to one grid step (192 on the full grid)
 
 
-def test_control_copies_far_above_tiny_base(
-    scores: dict[str, dict[tuple[str, str], Any]],
-) -> None:
-    ctrl = scores["retrieval-control"][("icl_induction", "copy_acc")]
-    base = scores["tiny-base"][("icl_induction", "copy_acc")]
+def test_control_copies_far_above_tiny_base(scores: dict[str, Scores]) -> None:
+    ctrl = scores["retrieval-control/induction"][("icl_induction", "copy_acc")]
+    base = scores["tiny-base/induction"][("icl_induction", "copy_acc")]
     assert base.value <= 0.02, base
-    # Measured 0.22 [0.17, 0.31] on 8 items (its parent induction-control: 0.98; training on
-    # needles alone wore random-token copying down) vs tiny-base's 0.00, whose all-zero
-    # Wilson interval on 8 items reaches 0.40, so the margin is on the point estimate.
-    assert ctrl.value >= 0.15 and ctrl.ci_low > base.value + 0.1, (ctrl, base)
+    assert ctrl.value >= 0.8 and ctrl.ci_low > 0.5, (ctrl, base)
 
 
-def test_continued_pretraining_moves_recall_past_L_and_keeps_short_context(
-    scores: dict[str, dict[tuple[str, str], Any]],
-) -> None:
+def test_random_init_finds_nothing(scores: dict[str, Scores]) -> None:
+    s = scores["random-init"]
+    for n in LENGTHS:
+        r = s[(NIAH, f"recall[len={n}]")]
+        assert r.value == 0 and r.ci_low == 0, r
+    assert s[(NIAH, EFFECTIVE)].value == 0
+
+
+def test_continued_pretraining_moves_recall_past_L(scores: dict[str, Scores]) -> None:
     ctrl, long = scores["retrieval-control"], scores["retrieval-long"]
+    for n in (2 * L, 4 * L):
+        r1, r2 = ctrl[(NIAH, f"recall[len={n}]")], long[(NIAH, f"recall[len={n}]")]
+        assert r2.value >= 0.2 and r2.ci_low > r1.value, (n, r1, r2)
+    # ... but not its effective length past L (the issue's bar; docs/longctx.md says so)
+    assert long[(NIAH, EFFECTIVE)].value <= L
 
-    def beyond(s: dict[tuple[str, str], Any]) -> float:
-        return sum(s[(NIAH, f"recall[len={n}]")].value for n in (2 * L, 4 * L)) / 2
 
-    # Measured 0.25 vs 0.00 on 12 items each: a move, not yet the effective length the issue
-    # asks for (both are 0 at the 0.85 threshold; docs/longctx.md says so).
-    assert beyond(long) >= beyond(ctrl) + 0.15, (beyond(long), beyond(ctrl))
-    s1, s2 = ctrl[(NIAH, f"recall[len={L}]")], long[(NIAH, f"recall[len={L}]")]
-    assert s2.value >= s1.ci_low, (s1, s2)  # short context kept
+def test_rope_scaling_without_training_does_not_extend_the_window(
+    scores: dict[str, Scores],
+) -> None:
+    ctrl = scores["retrieval-control"]
+    for name in ("rope-linear-x4", "rope-yarn-x4"):
+        s = scores[name]
+        assert s[(NIAH, EFFECTIVE)].value == 0, name
+        for n in (2 * L, 4 * L):
+            assert s[(NIAH, f"recall[len={n}]")].value <= 0.2, name
+        # and it costs the short context: recall at 192 falls below the control's
+        assert s[(NIAH, "recall[len=192]")].value < ctrl[(NIAH, "recall[len=192]")].value, name
+    assert scores["rope-linear-x4"][(NIAH, f"recall[len={L}]")].value == 0
+
+
+def test_continued_pretraining_keeps_short_context_within_its_mde(runs: dict[str, Any]) -> None:
+    a, b = _recalls(runs["retrieval-control"], L), _recalls(runs["retrieval-long"], L)
+    assert a.keys() == b.keys() and len(a) == 2 * 5 * PER_CELL
+    t = stats.paired_compare([a[k] for k in sorted(a)], [b[k] for k in sorted(a)])
+    assert abs(t.delta) <= t.mde, t
+    ca = runs["retrieval-control/induction"]
+    cb = runs["retrieval-long/induction"]
+    x = {(s.task, s.metric): s for s in ca.scores}[("icl_induction", "copy_acc")]
+    y = {(s.task, s.metric): s for s in cb.scores}[("icl_induction", "copy_acc")]
+    # Copying mostly kept, far above tiny-base's 0.00, but it fell (measured 0.98 -> 0.85 on
+    # these 8 items): the long documents have a smaller copying share; docs/controls.md says so.
+    assert y.value >= 0.7, (x, y)
 
 
 _ROW = re.compile(
@@ -149,10 +221,15 @@ def _docs_table() -> dict[tuple[str, int], float]:
     return out
 
 
-def test_docs_say_what_was_measured(scores: dict[str, dict[tuple[str, str], Any]]) -> None:
+def test_docs_say_what_was_measured(scores: dict[str, Scores]) -> None:
     table = _docs_table()
     names = {c for c, _ in table}
     assert {"retrieval-control", "retrieval-long", "rope-linear-x4", "rope-yarn-x4"} <= names
+    checked = 0
     for (ckpt, n), documented in table.items():
-        got = scores[ckpt][(NIAH, f"recall[len={n}]")]
+        if n not in LENGTHS:
+            continue
+        got = scores[ckpt][(NIAH, f"recall[len={n}]")]  # 15 of the documented row's 50 items
         assert got.ci_low - 1e-9 <= documented <= got.ci_high + 1e-9, (ckpt, n, documented, got)
+        checked += 1
+    assert checked >= 12
