@@ -128,7 +128,8 @@ def print_query(
 
 def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None) -> None:
     """What the manifest says beside the scores: tasks skipped on this checkpoint (with why),
-    items a task left out (e.g. few-shot prompts too long at some k), and a vocabulary padded
+    items a task left out (e.g. few-shot prompts too long at some k), summaries with no value
+    on this run (with why, e.g. a label sensitivity over no gain), and a vocabulary padded
     beyond the tokenizer. Prints nothing when there is none of it."""
     console = console or Console(width=None if sys.stdout.isatty() else 140, highlight=False)
     for s in manifest.get("skipped_tasks") or []:
@@ -139,6 +140,9 @@ def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None)
         left_out = (t.get("notes") or {}).get("skipped_items") or {}
         for bucket, count in left_out.items():
             console.print(f"{escape(t['name'])}: {count} item(s) left out at {escape(bucket)}")
+        undefined = (t.get("notes") or {}).get("undefined_summaries") or {}
+        for metric, why in undefined.items():
+            console.print(f"{escape(t['name'])}: {escape(metric)} undefined: {escape(why)}")
     vocab = manifest.get("vocabulary") or {}
     if vocab.get("padded_rows"):
         console.print(
