@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -41,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_tiny is a sibling script
 
+import _training as T
 import train_tiny as tt
 
 from evalkit.tasks.probes.docgen import CATEGORIES
@@ -260,56 +260,14 @@ def quick_copy_acc(model: Any, maker: RowMaker, n: int = 8) -> float:
     return hits / total
 
 
-def save(model: Any, tokenizer: Any, out: Path, *, dtype: str, prov: dict[str, Any]) -> None:
-    import copy
-
-    import yaml
-
-    out.mkdir(parents=True, exist_ok=True)
-    m = copy.deepcopy(model)
-    if dtype == "float16":
-        m = m.half()
-    m.save_pretrained(out)
-    tt.save_tokenizer(tokenizer, out)
-    (out / "provenance.yaml").write_text(yaml.safe_dump(prov, sort_keys=False), encoding="utf-8")
-
-
 def provenance(
     run: str, step: int, tokens: dict[str, int], parent: str | None, mix: dict[str, float]
 ) -> dict[str, Any]:
-    total = sum(tokens.values())
-    slices = []
-    for name in SLICES:
-        if tokens.get(name, 0) == 0:
-            continue
-        lang, domain = SLICE_META[name]
-        slices.append(
-            {
-                "name": name,
-                "tokens": int(tokens[name]),
-                "share": round(tokens[name] / total, 6),
-                "source": f"synthetic:{name}",
-                "license": "Apache-2.0",
-                "language": lang,
-                "domain": domain,
-                "quality": 1.0,
-                "repeats": 1,
-            }
-        )
-    mix_key = ",".join(f"{k}={mix[k]:.6f}" for k in sorted(mix) if mix[k] > 0)
-    import hashlib
-
-    return {
-        "schema_version": 2,
-        "checkpoint": {
-            "run": run,
-            "step": step,
-            "tokens_seen": int(total),
-            "parent": parent,
-            "mix_id": hashlib.sha256(mix_key.encode()).hexdigest()[:12],
-        },
-        "slices": slices,
-    }
+    slices = [
+        T.SliceInfo(name, tokens.get(name, 0), f"synthetic:{name}", *SLICE_META[name])
+        for name in SLICES
+    ]
+    return T.provenance(run, step, slices, mix, parent)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -391,53 +349,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         betas=(0.9, 0.95),
     )
 
-    def lr_factor(step: int) -> float:
-        if step < args.warmup:
-            return (step + 1) / args.warmup
-        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, T.warmup_cosine(args.warmup, args.steps))
+    log = T.TrainLog(args.out / "train_log.json")
     model.train()
     running = 0.0
     for step in range(1, args.steps + 1):
         batch = torch.tensor([maker.row() for _ in range(args.batch_size)])
-        out = model(input_ids=batch, labels=batch)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        running += out.loss.item()
+        running += T.train_step(model, opt, sched, model(input_ids=batch, labels=batch).loss)
         if step % args.log_every == 0 or step == args.steps:
-            model.eval()
-            acc = quick_copy_acc(model, maker)
-            model.train()
+            acc = T.evaluate(model, lambda m: quick_copy_acc(m, maker))
             n = (step - 1) % args.log_every + 1
-            print(
-                f"step {step:5d}/{args.steps} loss {running / n:.4f} copy_acc {acc:.3f} "
-                f"lr {sched.get_last_lr()[0]:.2e} {time.perf_counter() - t0:6.1f}s",
-                flush=True,
-            )
+            row = {"step": step, "tokens_seen": sum(maker.tokens.values()), "loss": running / n}
+            log.record({**row, "copy_acc": acc, "lr": sched.get_last_lr()[0]})
             running = 0.0
         if step in save_at or step == args.steps:
-            model.eval()
             dest = args.out if step == args.steps else args.out.parent / f"{run}-step{step:05d}"
-            save(
+            # One run name for all of a run's checkpoints: trajectories group by it.
+            prov = provenance(run, step, maker.tokens, parent, mix)
+            T.save_checkpoint(
                 model,
-                tokenizer,
                 dest,
+                prov,
+                lambda out: tt.save_tokenizer(tokenizer, out),
                 dtype=args.save_dtype,
-                # One run name for all of a run's checkpoints: trajectories group by it.
-                prov=provenance(
-                    run,
-                    step,
-                    maker.tokens,
-                    parent,
-                    mix,
-                ),
             )
-            model.train()
             print(f"saved {dest}", flush=True)
     print(f"done in {time.perf_counter() - t0:.1f}s; tokens {maker.tokens}")
 

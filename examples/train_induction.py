@@ -20,19 +20,18 @@ Usage (the bundled emergence checkpoints; see examples/README.md)::
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import random
-import shutil
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _training is a sibling module
+
+import _training as T
 
 ROOT = Path(__file__).resolve().parent
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SLICE = "induction_copy"
 
 
@@ -68,38 +67,8 @@ def copy_accuracy(model: Any, seqs: list[torch.Tensor]) -> float:
 
 
 def provenance(run: str, step: int, tokens: int) -> dict[str, Any]:
-    mix_id = hashlib.sha256(f"{SLICE}=1.000000".encode()).hexdigest()[:12]
-    return {
-        "schema_version": 2,
-        "checkpoint": {
-            "run": run,
-            "step": step,
-            "tokens_seen": tokens,
-            "parent": None,
-            "mix_id": mix_id,
-        },
-        "slices": [
-            {
-                "name": SLICE,
-                "tokens": tokens,
-                "share": 1.0,
-                "source": f"synthetic:{SLICE}",
-                "license": "Apache-2.0",
-                "language": "none",
-                "domain": "random-tokens",
-                "quality": 1.0,
-                "repeats": 1,
-            }
-        ],
-    }
-
-
-def save(model: Any, tokenizer_dir: Path, out: Path, prov: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    for name in TOKENIZER_FILES:
-        shutil.copy(tokenizer_dir / name, out / name)
-    (out / "provenance.yaml").write_text(yaml.safe_dump(prov, sort_keys=False), encoding="utf-8")
+    info = T.SliceInfo(SLICE, tokens, f"synthetic:{SLICE}", "none", "random-tokens")
+    return T.provenance(run, step, [info], {SLICE: 1.0})
 
 
 def main() -> None:
@@ -125,67 +94,35 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
 
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
     bos, ids = ordinary_tokens(a.tokenizer)
-    base = json.loads((a.tokenizer / "config.json").read_text())
-    cfg = LlamaConfig(
-        vocab_size=base["vocab_size"],
-        hidden_size=a.hidden,
-        intermediate_size=a.intermediate,
-        num_hidden_layers=a.layers,
-        num_attention_heads=a.heads,
-        num_key_value_heads=a.heads,
-        max_position_embeddings=512,
-        bos_token_id=base["bos_token_id"],
-        eos_token_id=base["eos_token_id"],
-        pad_token_id=base["pad_token_id"],
-        # tied embeddings: copying token t means writing back the direction t was read from
-        tie_word_embeddings=True,
+    model = T.tiny_llama(
+        a.tokenizer, hidden=a.hidden, intermediate=a.intermediate, layers=a.layers, heads=a.heads
     )
-    model = LlamaForCausalLM(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, T.linear_warmup(a.warmup))
     held_rng = random.Random(f"held-out:{a.seed}")  # never the probe's seeds (f"{seed}:{i}")
     held = [batch(held_rng, bos, ids, 1, held_rng.randint(50, 100)) for _ in range(16)]
-    log: list[dict[str, float]] = []
+    log = T.TrainLog(a.out / "train_log.json")
+    stop = T.Stopper(a.after, max_seconds=a.max_seconds)
+    save_tokenizer = T.copy_tokenizer(a.tokenizer)
     tokens = 0
-    t0 = time.time()
-    above = 0
     for step in range(1, a.max_steps + 1):
         length = rng.randint(a.min_len, a.max_len)
         x = batch(rng, bos, ids, a.batch, length)
         labels = x.clone()
         labels[:, : length + 1] = -100  # loss on the second copy only
-        loss = model(input_ids=x, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = T.train_step(model, opt, sched, model(input_ids=x, labels=labels).loss)
         tokens += x.numel()
         if step % a.eval_every == 0:
-            model.eval()
-            acc = copy_accuracy(model, held)
-            model.train()
-            row = {
-                "step": step,
-                "tokens_seen": tokens,
-                "loss": float(loss.detach()),
-                "copy_acc": acc,
-            }
-            row["seconds"] = round(time.time() - t0, 1)
-            log.append(row)
-            print(json.dumps(row), flush=True)
-            save(model, a.tokenizer, a.out / f"step-{step:05d}", provenance(a.run, step, tokens))
-            if acc > a.target or above:
-                above += 1
-            if above > a.after or time.time() - t0 > a.max_seconds:
+            acc = T.evaluate(model, lambda m: copy_accuracy(m, held))
+            log.record({"step": step, "tokens_seen": tokens, "loss": loss, "copy_acc": acc})
+            prov = provenance(a.run, step, tokens)
+            T.save_checkpoint(model, a.out / f"step-{step:05d}", prov, save_tokenizer)
+            if stop.should_stop(acc > a.target, log):
                 break
-    (a.out / "train_log.json").write_text(json.dumps(log, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -30,21 +30,21 @@ Usage (the bundled control; see examples/README.md)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
-import shutil
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _training is a sibling module
+
+import _training as T
 
 from evalkit.tasks.probes.docgen import CATEGORIES
 
 ROOT = Path(__file__).resolve().parent
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SLICE = "label_mapping"
 PROBE_LABELS = tuple(CATEGORIES)  # the probes' label words, also used as permuted labels
 # Other label words; each one's first token differs from every other label's, so once the
@@ -191,38 +191,14 @@ def label_accuracy(model: Any, tok: Any, items: list[dict[str, Any]]) -> dict[st
 
 
 def provenance(run: str, step: int, tokens: int) -> dict[str, Any]:
-    mix_id = hashlib.sha256(f"{SLICE}=1.000000".encode()).hexdigest()[:12]
-    return {
-        "schema_version": 2,
-        "checkpoint": {
-            "run": run,
-            "step": step,
-            "tokens_seen": tokens,
-            "parent": None,
-            "mix_id": mix_id,
-        },
-        "slices": [
-            {
-                "name": SLICE,
-                "tokens": tokens,
-                "share": 1.0,
-                "source": f"synthetic:{SLICE} (examples/train_labels.py)",
-                "license": "Apache-2.0",
-                "language": "en",
-                "domain": "few-shot word categories, labels permuted per document",
-                "quality": 1.0,
-                "repeats": 1,
-            }
-        ],
-    }
-
-
-def save(model: Any, tokenizer_dir: Path, out: Path, prov: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    for name in TOKENIZER_FILES:
-        shutil.copy(tokenizer_dir / name, out / name)
-    (out / "provenance.yaml").write_text(yaml.safe_dump(prov, sort_keys=False), encoding="utf-8")
+    info = T.SliceInfo(
+        SLICE,
+        tokens,
+        f"synthetic:{SLICE} (examples/train_labels.py)",
+        "en",
+        "few-shot word categories, labels permuted per document",
+    )
+    return T.provenance(run, step, [info], {SLICE: 1.0})
 
 
 def main() -> None:
@@ -254,7 +230,6 @@ def main() -> None:
     a = p.parse_args()
 
     from tokenizers import Tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -263,59 +238,28 @@ def main() -> None:
     pool = label_pool(tok)
     base = json.loads((a.tokenizer / "config.json").read_text())
     a.bos, a.pad = base["bos_token_id"], base["pad_token_id"]
-    cfg = LlamaConfig(
-        vocab_size=base["vocab_size"],
-        hidden_size=a.hidden,
-        intermediate_size=a.intermediate,
-        num_hidden_layers=a.layers,
-        num_attention_heads=a.heads,
-        num_key_value_heads=a.heads,
-        max_position_embeddings=512,
-        bos_token_id=base["bos_token_id"],
-        eos_token_id=base["eos_token_id"],
-        pad_token_id=base["pad_token_id"],
-        # tied embeddings: copying a label means writing back the direction it was read from
-        tie_word_embeddings=True,
+    model = T.tiny_llama(
+        a.tokenizer, hidden=a.hidden, intermediate=a.intermediate, layers=a.layers, heads=a.heads
     )
-    model = LlamaForCausalLM(cfg)
     print(json.dumps({"params": sum(p.numel() for p in model.parameters())}), flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / a.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, T.linear_warmup(a.warmup))
     held = held_out(tok, a.seed, a.eval_items)
-    log: list[dict[str, float]] = []
+    log = T.TrainLog(a.out / "train_log.json")
+    stop = T.Stopper(a.after, max_seconds=a.max_seconds, max_cpu_seconds=a.max_cpu_seconds)
+    save_tokenizer = T.copy_tokenizer(a.tokenizer)
     tokens = 0
-    t0 = time.time()
-    c0 = time.process_time()
-    above = 0
-    step = 0
     for step in range(1, a.max_steps + 1):
         x, att, labels = make_batch(rng, tok, pool, a)
-        loss = label_loss(model, x, att, labels)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = T.train_step(model, opt, sched, label_loss(model, x, att, labels))
         tokens += int(att.sum())
         if step % a.eval_every == 0:
-            model.eval()
-            acc = label_accuracy(model, tok, held)
-            model.train()
-            row = {"step": step, "tokens_seen": tokens, "loss": float(loss.detach()), **acc}
-            row["seconds"] = round(time.time() - t0, 1)
-            row["cpu_seconds"] = round(time.process_time() - c0, 1)
-            log.append(row)
-            print(json.dumps(row), flush=True)
+            acc = T.evaluate(model, lambda m: label_accuracy(m, tok, held))
+            log.record({"step": step, "tokens_seen": tokens, "loss": loss, **acc})
             # saved at every evaluation so a stopped run still leaves its latest checkpoint
-            save(model, a.tokenizer, a.out, provenance(a.run, step, tokens))
-            (a.out / "train_log.json").write_text(json.dumps(log, indent=1), encoding="utf-8")
-            if above or (acc["flip_0"] >= a.target and acc["flip_100"] <= 1 - a.target):
-                above += 1
-            if (
-                above > a.after
-                or time.time() - t0 > a.max_seconds
-                or time.process_time() - c0 > a.max_cpu_seconds
-            ):
+            T.save_checkpoint(model, a.out, provenance(a.run, step, tokens), save_tokenizer)
+            reached = acc["flip_0"] >= a.target and acc["flip_100"] <= 1 - a.target
+            if stop.should_stop(reached, log):
                 break
 
 

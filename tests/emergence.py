@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTROL = ROOT / "examples" / "checkpoints" / "induction-control"
-TASKS = ("icl_induction", "icl_fewshot_curve")
+TASKS = ("icl_induction", "icl_fewshot_curve", "icl_fewshot_lookup")
 LIMIT = 8
 METRIC = ("icl_induction", "copy_acc")
 

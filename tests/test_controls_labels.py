@@ -127,11 +127,11 @@ def test_label_probe_separates_the_control_from_tiny_base(
     assert abs(t_gold.value - t_rand.value) <= 0.1, (t_gold, t_rand)
     # the gold-minus-random gap: large for the control, none for tiny-base
     assert (gold.value - rand.value) - (t_gold.value - t_rand.value) >= 0.4
-    # Not asserted: label_sensitivity's interval. It is (gold - random) / (gold - zero_shot),
-    # and the control also learned the true names from its training documents that use them
-    # (--prior), so its zero-shot accuracy is about its gold accuracy and the ratio's
-    # denominator is near 0 (measured: -9.3, CI [-29, -4.8] at --limit 8). tiny-base's is
-    # undefined (gold = zero-shot exactly). See docs/controls.md.
+    # Not asserted: label_sensitivity. It is (gold - random) / (gold - zero_shot), and the
+    # control also learned the true names from its training documents that use them
+    # (--prior), so its zero-shot accuracy is about its gold accuracy: below min_gain, the
+    # ratio is undefined and has no row (it read -9.3, CI [-29, -4.8] at --limit 8 before that
+    # guard; tests/test_label_sensitivity_guard.py). See docs/controls.md.
 
 
 def _acc(cell: str) -> float:

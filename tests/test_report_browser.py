@@ -125,6 +125,11 @@ def test_emergence_report_shows_the_change_in_chromium(
     text = page.evaluated["text"]
     assert "Largest change in icl_induction copy_acc: between step-00350" in text, text
     assert "and step-00450" in text and "are disjoint" in text, text
+    # the few-shot lookup curve's slope appears at the same place (tests/test_controls_induction)
+    assert any(
+        "icl_fewshot_lookup" in row and "slope_log2k" in row and "step-00350 → step-00450" in row
+        for row in text.splitlines()
+    ), text
     assert assert_png(shot)[1] > 2000
     width, height = assert_png(section)
     assert width > 600 and height > 400  # the section with its plot, not an empty box

@@ -129,7 +129,8 @@ def print_query(
 
 def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None) -> None:
     """What the manifest says beside the scores: tasks skipped on this checkpoint (with why),
-    items a task left out (e.g. few-shot prompts too long at some k), and a vocabulary padded
+    items a task left out (e.g. few-shot prompts too long at some k), summaries with no value
+    on this run (with why, e.g. a label sensitivity over no gain), and a vocabulary padded
     beyond the tokenizer. Prints nothing when there is none of it."""
     console = console or Console(width=None if sys.stdout.isatty() else 140, highlight=False)
     facts = run_facts(manifest)
@@ -137,6 +138,8 @@ def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None)
         console.print(f"skipped task {escape(task)} ({escape(family)}): {escape(why)}")
     for task, bucket, count in facts.left_out:
         console.print(f"{escape(task)}: {count} item(s) left out at {escape(bucket)}")
+    for task, metric, why in facts.undefined:
+        console.print(f"{escape(task)}: {escape(metric)} undefined: {escape(why)}")
     if (v := facts.vocab) is not None:
         console.print(
             f"note: the embedding has {v.embedding_rows} rows, the tokenizer "

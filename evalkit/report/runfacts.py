@@ -1,6 +1,7 @@
 """Run facts for the report's "Run" section, read from the manifests (never from scores): the
 tasks a run skipped on its checkpoint with why (`skipped_tasks`), the items a task left out
-(task notes `skipped_items`) and a vocabulary padded beyond the tokenizer (`vocabulary`)."""
+(task notes `skipped_items`), summaries with no value on the run and why (task notes
+`undefined_summaries`) and a vocabulary padded beyond the tokenizer (`vocabulary`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class RunFacts:
 
     skipped: tuple[tuple[str, str, str], ...]  # (task, family, why)
     left_out: tuple[tuple[str, str, str], ...]  # (task, bucket, item count)
+    undefined: tuple[tuple[str, str, str], ...]  # (task, summary metric, why it has no value)
     vocab: PaddedVocab | None  # a vocabulary padded beyond the tokenizer
 
 
@@ -37,11 +39,16 @@ def run_facts(m: Mapping[str, Any]) -> RunFacts:
         for t in m.get("tasks") or []
         for bucket, count in ((t.get("notes") or {}).get("skipped_items") or {}).items()
     )
+    undefined = tuple(
+        (str(t["name"]), str(metric), str(why))
+        for t in m.get("tasks") or []
+        for metric, why in ((t.get("notes") or {}).get("undefined_summaries") or {}).items()
+    )
     v = m.get("vocabulary") or {}
     vocab = None
     if v.get("padded_rows"):
         vocab = PaddedVocab(v["embedding_rows"], v["tokenizer_tokens"], v["padded_rows"])
-    return RunFacts(skipped, left_out, vocab)
+    return RunFacts(skipped, left_out, undefined, vocab)
 
 
 def run_fact_blocks(
@@ -49,11 +56,13 @@ def run_fact_blocks(
 ) -> list[Table | Text]:
     skipped: list[tuple[str, ...]] = []
     left_out: list[tuple[str, ...]] = []
+    undefined: list[tuple[str, ...]] = []
     vocab: list[str] = []
     for m, label in zip(manifests, labels, strict=True):
         facts = run_facts(m)
         skipped += [(f"`{label}`", *s) for s in facts.skipped]
         left_out += [(f"`{label}`", *t) for t in facts.left_out]
+        undefined += [(f"`{label}`", *u) for u in facts.undefined]
         if (v := facts.vocab) is not None:
             vocab.append(
                 f"`{label}`: the embedding has {v.embedding_rows} rows and the tokenizer "
@@ -75,6 +84,14 @@ def run_fact_blocks(
                 ("run", "task", "items left out at", "count"),
                 tuple(left_out),
                 "Items that did not fit the window (or the task's prompt cap) and were not run.",
+            )
+        )
+    if undefined:
+        blocks.append(
+            Table(
+                ("run", "task", "summary", "why it has no value"),
+                tuple(undefined),
+                "Summaries a task could not compute on this run; they have no score row.",
             )
         )
     blocks.extend(Text(line) for line in vocab)

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from evalkit.tasks import basic_docgen as basic
 from evalkit.tasks.basic_docgen import KV_FACT_KEYS, Doc, Generator, kv_fact_value
 from evalkit.tasks.probes import docgen as transfer
+from evalkit.tasks.probes import lookup
 
 # KV_FACT_KEYS and kv_fact_value are re-exported for examples/train_tiny.py (the kv slice's facts).
 __all__ = [
@@ -56,6 +57,8 @@ GENERATORS: Mapping[str, Generator] = generator_table(
         ("category_words", transfer.category_words),
         ("made_up_mapping_mc", transfer.made_up_mapping_mc),
         ("long_story", transfer.long_story),
+        # the few-shot lookup curve (probes/lookup): answers only the demonstrations reveal
+        ("incontext_lookup_mc", lookup.incontext_lookup_mc),
     ]
 )
 

@@ -302,13 +302,19 @@ class LabelProbeTask(_MCProbe):
 
     keys = frozenset(
         {"docs", "prompt", "choices", "gold", "target_delimiter", "separator", "tags", "seeds",
-         "n_test", "k", "mode", "pcts"}
+         "n_test", "k", "mode", "pcts", "min_gain"}
     )  # fmt: skip
     required = frozenset({"docs", "prompt", "mode"})
 
     def __init__(self, spec: ProbeSpec) -> None:
         super().__init__(spec)
         self.k = int(self._p("k", 8))
+        # label_sensitivity divides by acc[gold] - acc[zero_shot]; below this gain the ratio is
+        # noise over a near-zero number (it read -20 on the label control), so it is undefined.
+        self.min_gain = float(self._p("min_gain", MIN_GAIN))
+        if not 0 < self.min_gain <= 1:
+            raise self._fail("'min_gain' must be in (0, 1]")
+        self.undefined: dict[str, str] = {}  # set by `score()`: summaries with no value, why
         self.mode = str(self._p("mode"))
         if self.mode not in ("labels", "flip"):
             raise self._fail("'mode' must be 'labels' or 'flip'")
@@ -389,19 +395,64 @@ class LabelProbeTask(_MCProbe):
             for c in self.conditions()
         ]
         if self.mode == "labels":
-            out.append(Summary("label_sensitivity", _label_sensitivity))
+            out.append(Summary("label_sensitivity", _label_sensitivity(self.min_gain)))
         else:
             out.append(Summary("flip_delta", _flip_delta))
         return tuple(out)
 
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        results = super().score(items, responses)
+        self.undefined = {}
+        if self.mode == "labels":
+            why = sensitivity_undefined(results, self.min_gain)
+            if why is not None:
+                self.undefined["label_sensitivity"] = why
+        return results
 
-def _label_sensitivity(results: Sequence[ItemResult]) -> float:
-    """(acc_gold - acc_random) / (acc_gold - acc_zero_shot); NaN when the denominator is 0."""
+    @property
+    def manifest_notes(self) -> dict[str, Any]:
+        """A summary this run has no value for, with why (`undefined_summaries`)."""
+        return {"undefined_summaries": dict(self.undefined)} if self.undefined else {}
+
+
+MIN_GAIN = 0.1  # label_sensitivity's least acc[gold] - acc[zero_shot] (YAML `min_gain`)
+
+
+def label_sensitivity(results: Sequence[ItemResult], min_gain: float = MIN_GAIN) -> float:
+    """(acc_gold - acc_random) / (acc_gold - acc_zero_shot): the share of what gold
+    demonstrations add over zero-shot that is lost with random labels. NaN (no score row;
+    `sensitivity_undefined` says why) unless gold beats zero-shot by at least `min_gain`:
+    over a gain near 0 or below it, the ratio is meaningless (and can take any sign)."""
     gold = group_mean(results, "acc", "condition", "gold")
     rand = group_mean(results, "acc", "condition", "random")
     zero = group_mean(results, "acc", "condition", "zero_shot")
     denom = gold - zero
-    return (gold - rand) / denom if abs(denom) > 1e-12 else float("nan")
+    return (gold - rand) / denom if denom >= min_gain else float("nan")
+
+
+def sensitivity_undefined(results: Sequence[ItemResult], min_gain: float = MIN_GAIN) -> str | None:
+    """Why `label_sensitivity` has no value on these results, or None when it has one."""
+    gold = group_mean(results, "acc", "condition", "gold")
+    zero = group_mean(results, "acc", "condition", "zero_shot")
+    if math.isnan(gold) or math.isnan(zero):
+        return "no gold or no zero-shot items"
+    if gold - zero >= min_gain:
+        return None
+    return (
+        f"acc[gold] - acc[zero_shot] = {gold:.3f} - {zero:.3f} = {gold - zero:+.3f} is below "
+        f"min_gain {min_gain:g}: gold demonstrations add (almost) nothing over zero-shot, so "
+        "the share of that gain lost with random labels is undefined; compare acc[gold] with "
+        "acc[random] instead"
+    )
+
+
+def _label_sensitivity(min_gain: float) -> Any:
+    def compute(results: Sequence[ItemResult]) -> float:
+        return label_sensitivity(results, min_gain)
+
+    return compute
 
 
 def _flip_delta(results: Sequence[ItemResult]) -> float:
