@@ -144,7 +144,7 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
 
     paths = _resolve_runs(source)
     stored = [read_run(p) for p in paths]
-    manifests = [r.manifest for r in stored]
+    manifests = [dict(r.manifest) for r in stored]
     runs = pd.DataFrame([_run_row(p, m) for p, m in zip(paths, manifests, strict=True)])
     for col in ("item_limit", "step", "tokens_seen"):
         runs[col] = runs[col].astype("Int64")

@@ -63,7 +63,7 @@ def _score(
         progress=False,
         limit=limit,
     )
-    return {(s.task, s.metric): s for s in run.scores}
+    return {(s.display_task, s.label): s for s in run.rows}
 
 
 @pytest.fixture(scope="module")

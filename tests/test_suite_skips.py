@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from display import display_frame
 
 import evalkit
-import evalkit.api
+import evalkit.pipeline.plan
 from evalkit.backends.fake import FakeBackend
 from evalkit.errors import ContextTooLongError, EvalkitError
 from evalkit.report.build import write_report
@@ -71,8 +72,9 @@ def test_transfer_on_a_128_token_checkpoint_runs_every_task_that_fits(tmp_path: 
         assert f"skipped task {name} (longctx)" in proc.stdout  # and in the summary
     ran = {t["name"] for t in run.manifest["tasks"]}
     assert ran and not ran & set(by_task)  # a task is either run or skipped, never both
-    assert set(run.scores.task) - {t for t in run.scores.task if t.startswith("family:")} == ran
-    assert "family:longctx" not in set(run.scores.task)
+    shown = set(display_frame(run.rows).task)
+    assert shown - {t for t in shown if t.startswith("family:")} == ran
+    assert "family:longctx" not in shown
     # The report shows them.
     files = write_report([run], tmp_path / "report")
     md = files.markdown.read_text()
@@ -114,7 +116,7 @@ def test_a_task_with_a_prompt_over_the_window_is_skipped_and_the_rest_run(
     reason = run.manifest["skipped_tasks"][0]["reason"]
     assert "doc 1" in reason and "window is 64" in reason and "--truncation left" in reason
     assert [t["name"] for t in run.manifest["tasks"]] == ["short"]
-    assert {s.task for s in run.scores} == {"short", "family:test"}
+    assert {s.display_task for s in run.rows} == {"short", "family:test"}
     # The catalog's runs view carries them too.
     from evalkit.catalog import query
 
@@ -156,7 +158,7 @@ def test_code_tasks_without_a_strict_sandbox_are_skipped_not_the_suite(
     def no_bwrap(mode: str) -> object:
         raise EvalkitError("--sandbox strict: no real isolation for generated code here: test")
 
-    monkeypatch.setattr(evalkit.api, "choose", no_bwrap)
+    monkeypatch.setattr(evalkit.pipeline.plan, "choose", no_bwrap)
     tdir = _tasks(tmp_path, {"short": ["a b", "c d"]})
     kwargs = dict(
         tasks=["code_tiny_functions", "short"],
