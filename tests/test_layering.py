@@ -42,6 +42,7 @@ RANKS: dict[str, int] = {
     "evalkit.sweep": 8,
     "evalkit.trackers": 8,
     "evalkit.cli": 9,
+    "evalkit.cli_options": 9,
 }
 
 
