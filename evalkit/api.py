@@ -1,4 +1,6 @@
-"""The Python API under the CLI: score a checkpoint, write a run directory."""
+"""The Python API under the CLI: `score` (a keyword shim over `evalkit.pipeline`, which writes
+a run directory), `rerun`, and the decision commands, which read stored runs (compare scores
+the checkpoints it is given through the pipeline first; attribute's slice fit loads the model)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from typing import Any
 from evalkit.backends.base import Backend
 from evalkit.engine import Truncation
 from evalkit.errors import EvalkitError
-from evalkit.pipeline.config import RunConfig
+from evalkit.pipeline.config import BACKENDS, RunConfig
 from evalkit.pipeline.execute import default_cache_dir, load_backend
-from evalkit.pipeline.plan import BACKENDS, Output, Runtime, resolve_backend
+from evalkit.pipeline.plan import Output, Runtime, resolve_backend
 from evalkit.pipeline.run import ScoreRun, run
 from evalkit.pipeline.slice_fit import slice_fit
 from evalkit.provenance import find_provenance

@@ -18,7 +18,7 @@ from typing import Any
 from evalkit.backends.base import Backend
 from evalkit.errors import EvalkitError, TaskCannotRun
 from evalkit.inputs import check_backend_options, check_device, check_writable_folder
-from evalkit.pipeline.config import RunConfig
+from evalkit.pipeline.config import BACKENDS, RunConfig
 from evalkit.provenance import Provenance, find_provenance
 from evalkit.sandbox import MODES, Sandbox, choose
 from evalkit.skips import SuiteSkips
@@ -33,8 +33,6 @@ from evalkit.tasks.options import (
     make_options,
 )
 from evalkit.tasks.registry import Suite, load_suite, resolve_tasks
-
-BACKENDS = ("auto", "hf", "vllm")
 
 
 @dataclass(frozen=True)
