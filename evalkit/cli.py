@@ -496,6 +496,7 @@ def sweep(
                 _fail(f"cannot read runtime env {runtime_env}: {type(exc).__name__}")
             if not isinstance(env, dict):
                 _fail(f"runtime env {runtime_env} must be a mapping")
+        run.config("<each checkpoint>")  # every setting checked once, before any job starts
         backend, device = values["backend"], values["device"]
         options = sw.SweepOptions(
             suite=values["suite"],

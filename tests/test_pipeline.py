@@ -188,6 +188,9 @@ def test_the_cli_refuses_a_bad_config_file_in_one_line(tmp_path: Path) -> None:
     assert "--limit must be positive" in lines[0] and str(bad) in lines[0]
     proc = _evalkit("score", "--suite", "smoke")
     assert proc.returncode == 2 and "give a checkpoint (or --config FILE)" in proc.stderr
+    # The sweep checks the same settings once, before any job (or Ray) starts.
+    proc = _evalkit("sweep", tmp_path, "--suite", "smoke", "--truncation", "right")
+    assert proc.returncode == 2 and "unknown truncation policy 'right'" in proc.stderr
 
 
 def test_options_given_on_the_command_line_change_only_themselves(tmp_path: Path) -> None:
