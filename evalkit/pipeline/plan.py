@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ class Plan:
     chat_info: Mapping[str, Any] | None
     provenance: Provenance | None
     seed: int  # the bootstrap's
-    task_kinds: tuple[TaskKind, ...] = field(default=())
 
     @property
     def label(self) -> str:
@@ -182,7 +181,6 @@ def plan(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtim
         chat_info=chat_info,
         provenance=prov,
         seed=0 if c.seed is None else c.seed,
-        task_kinds=runtime.task_kinds,
     )
 
 
