@@ -23,6 +23,13 @@ def score(*args: Any, **kwargs: Any) -> ScoreRun:
     return _score(*args, **kwargs)
 
 
+def rerun(*args: Any, **kwargs: Any) -> ScoreRun:
+    """Score a stored run again from the config its manifest records; see `evalkit.api.rerun`."""
+    from evalkit.api import rerun as _rerun
+
+    return _rerun(*args, **kwargs)
+
+
 def gate(*args: Any, **kwargs: Any) -> GateVerdict:
     """Gate a candidate run against a baseline under a policy; see `evalkit.api.gate`."""
     from evalkit.api import gate as _gate
@@ -48,4 +55,4 @@ def make_report(*args: Any, **kwargs: Any) -> Any:
     return _make_report(*args, **kwargs)
 
 
-__all__ = ["__version__", "compare", "gate", "make_report", "score"]
+__all__ = ["__version__", "compare", "gate", "make_report", "rerun", "score"]

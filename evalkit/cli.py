@@ -12,7 +12,9 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from evalkit.cli_options import RunOptions, run_options
 from evalkit.errors import EvalkitError
+from evalkit.pipeline.config import RunConfig
 
 app = typer.Typer(
     name="evalkit",
@@ -28,157 +30,96 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+_CONFIG_HELP = (
+    "Run config: a YAML file of settings (RunConfig's fields), or a run's manifest.json (or its "
+    "directory) to score it again; run options given here change it."
+)
+OutOption = Annotated[Path | None, typer.Option(help="Run directory to write (must not exist).")]
+CacheDirOption = Annotated[Path | None, typer.Option(help="Result cache folder.")]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor write the cache.")
+]
+ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
+LogOption = Annotated[
+    str | None, typer.Option(help="Log scores to an experiment tracker: wandb or tensorboard.")
+]
+LogDirOption = Annotated[
+    Path | None, typer.Option(help="Tracker folder (default: beside the run).")
+]
+
+
 @app.command()
+@run_options()
 def score(
     checkpoint: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="Checkpoint directory (Hugging Face layout) or hub id ORG/NAME[@REVISION]."
-        ),
-    ],
-    suite: Annotated[
-        str | None, typer.Option(help="Suite name (tasks/suites/NAME.yaml) or path.")
-    ] = None,
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names.")] = None,
-    tasks_dir: Annotated[
-        Path | None, typer.Option(help="Extra folder of task YAML (native or lm-eval).")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Score only the first N items per task.")
-    ] = None,
-    backend: Annotated[str, typer.Option(help="hf, vllm, or auto.")] = "auto",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16, or auto.")] = "auto",
-    out: Annotated[
-        Path | None, typer.Option(help="Run directory to write (must not exist).")
-    ] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Result cache folder.")] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the cache.")
-    ] = False,
-    truncation: Annotated[
-        str,
-        typer.Option(
-            help="Over-long inputs: 'error' (default) or 'left' (drop oldest tokens, counted)."
-        ),
-    ] = "error",
-    provenance: Annotated[
-        Path | None, typer.Option(help="provenance.yaml (default: the checkpoint's own).")
-    ] = None,
-    token_budget: Annotated[
-        int | None, typer.Option(help="Padded tokens per scoring batch (default: from the device).")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    chat_template: Annotated[
-        bool,
-        typer.Option(
-            "--chat-template",
-            help="Format prompts with the checkpoint tokenizer's chat template (few-shot as turns).",
-        ),
-    ] = False,
-    sandbox: Annotated[
-        str,
-        typer.Option(
-            help="Generated code: auto (bubblewrap, else rlimits with a warning), strict "
-            "(refuse without bubblewrap) or rlimits."
-        ),
-    ] = "auto",
-    haystack: Annotated[
-        Path | None,
-        typer.Option(help="Text file to use as the filler of needle-in-a-haystack tasks."),
-    ] = None,
-    vllm_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="vLLM engine setting KEY=VALUE, repeatable (tensor_parallel_size, "
-            "data_parallel_size, gpu_memory_utilization, max_model_len, max_num_batched_tokens...)."
+            help="Checkpoint directory (Hugging Face layout) or hub id ORG/NAME[@REVISION] "
+            "(optional with --config)."
         ),
     ] = None,
-    strict_suite: Annotated[
-        bool,
-        typer.Option(
-            "--strict-suite",
-            help="Stop on a task that cannot run on this checkpoint (default: skip it, loudly).",
-        ),
-    ] = False,
-    no_guard: Annotated[
-        bool,
-        typer.Option(
-            "--no-guard",
-            help="Skip the parity guard (fast path vs the model's plain forward on a sample).",
-        ),
-    ] = False,
-    no_routing: Annotated[
-        bool,
-        typer.Option(
-            "--no-routing",
-            help="Skip an MoE checkpoint's routing statistics (routing.parquet, docs/moe.md).",
-        ),
-    ] = False,
-    revision: Annotated[
-        str | None,
-        typer.Option(help="Hub revision (branch, tag or commit) of a hub-id checkpoint."),
-    ] = None,
-    trust_remote_code: Annotated[
-        bool,
-        typer.Option("--trust-remote-code", help="Allow a checkpoint's own model code (auto_map)."),
-    ] = False,
-    num_fewshot: Annotated[
-        int | None,
-        typer.Option(help="Few-shot examples for lm-eval tasks (native: if their spec allows)."),
-    ] = None,
-    gen_kwargs: Annotated[
-        str | None,
-        typer.Option(help="Generation settings, lm-eval's key=value,... (until, max_gen_toks...)."),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed of every sampler (few-shot, sampling) and bootstrap.")
-    ] = None,
-    log: Annotated[
-        str | None, typer.Option(help="Log scores to an experiment tracker: wandb or tensorboard.")
-    ] = None,
-    log_dir: Annotated[
-        Path | None, typer.Option(help="Tracker folder (default: beside the run).")
-    ] = None,
+    *,
+    run: RunOptions,
+    config: Annotated[Path | None, typer.Option("--config", help=_CONFIG_HELP)] = None,
+    out: OutOption = None,
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
+    progress: ProgressOption = True,
+    log: LogOption = None,
+    log_dir: LogDirOption = None,
 ) -> None:
     """Score CHECKPOINT on a suite or tasks; write a run directory and print scores with 95% CIs."""
-    from evalkit.api import score as run_score
+    try:
+        settings = run.config(checkpoint, config)
+    except EvalkitError as exc:
+        _fail(str(exc))
+    _score(settings, out, cache_dir, no_cache, progress, log, log_dir)
 
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+
+@app.command()
+@run_options()
+def rerun(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory whose manifest records its config.")
+    ],
+    *,
+    run: RunOptions,
+    out: OutOption = None,
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
+    progress: ProgressOption = True,
+    log: LogOption = None,
+    log_dir: LogDirOption = None,
+) -> None:
+    """Score a stored run again from the config in its manifest, into a new run directory
+    (run options given here change it, e.g. --device cuda); the same as
+    `evalkit score --config RUN_DIR/manifest.json`."""
+    try:
+        settings = run.config(None, run_dir)
+    except EvalkitError as exc:
+        _fail(str(exc))
+    _score(settings, out, cache_dir, no_cache, progress, log, log_dir)
+
+
+def _score(
+    settings: RunConfig,
+    out: Path | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    progress: bool,
+    log: str | None,
+    log_dir: Path | None,
+) -> None:
+    """Run the pipeline on `settings`, print the scores, log them if asked."""
+    from evalkit.pipeline.plan import Output
+    from evalkit.pipeline.run import run as run_pipeline
+
     try:
         if log is not None:
             from evalkit.trackers import check_tracker
 
             check_tracker(log)
-        run = run_score(
-            checkpoint,
-            suite=suite,
-            tasks=task_list,
-            tasks_dir=tasks_dir,
-            limit=limit,
-            backend=backend,
-            device=device,
-            dtype=dtype,
-            out=out,
-            cache_dir=cache_dir,
-            use_cache=not no_cache,
-            truncation=truncation,  # type: ignore[arg-type]
-            provenance=provenance,
-            token_budget=token_budget,
-            progress=progress,
-            chat_template=chat_template,
-            sandbox=sandbox,
-            haystack=haystack,
-            vllm_options=tuple(vllm_option or ()),
-            strict_suite=strict_suite,
-            guard=not no_guard,
-            routing=not no_routing,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            num_fewshot=num_fewshot,
-            gen_kwargs=gen_kwargs,
-            seed=seed,
-        )
+        run = run_pipeline(settings, Output(out, cache_dir, not no_cache, progress))
     except EvalkitError as exc:
         _fail(str(exc))
     from evalkit.report.console import print_run_facts, print_scores
@@ -269,17 +210,17 @@ def _write(path: Path, text: str) -> None:
 
 
 @app.command()
+@run_options(exclude=("seed", "chat_template"))  # compare's --seed is its bootstrap's
 def compare(
     targets: Annotated[
         list[Path],
-        typer.Argument(help="Run directories or checkpoints (scored first); the first is A."),
+        typer.Argument(
+            help="Run directories, or checkpoints to score first (through the pipeline, with "
+            "the run options below); the first is A."
+        ),
     ],
-    suite: Annotated[
-        str | None, typer.Option(help="Suite to score checkpoints on (runs need none).")
-    ] = None,
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks to score.")] = None,
-    tasks_dir: Annotated[Path | None, typer.Option(help="Extra folder of task YAML.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Score only N items per task.")] = None,
+    *,
+    run: RunOptions,
     chat: Annotated[
         bool | None,
         typer.Option(
@@ -316,31 +257,33 @@ def compare(
     out_dir: Annotated[
         Path | None, typer.Option(help="Where runs of scored checkpoints go.")
     ] = None,
-    backend: Annotated[str, typer.Option(help="hf, vllm, or auto.")] = "auto",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16, or auto.")] = "auto",
-    cache_dir: Annotated[Path | None, typer.Option(help="Result cache folder.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the cache.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
+    progress: ProgressOption = True,
 ) -> None:
-    """Paired comparison: per task and family A, B, delta, CI, p (corrected) and MDE."""
+    """Paired comparison: per task and family A, B, delta, CI, p (corrected) and MDE.
+
+    It reads stored runs only. A checkpoint among TARGETS needs the model: it is scored first,
+    exactly as `evalkit score` would (score, then compare), and its runs go to --out-dir."""
     import json
 
     from evalkit.api import compare as run_compare
 
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    settings = dict(run.values)
+    scoring = {k: settings.pop(k) for k in ("suite", "tasks", "tasks_dir", "limit")}
+    scoring |= {k: settings.pop(k) for k in ("backend", "device", "dtype")}
     try:
         report = run_compare(
             *targets,
-            suite=suite,
-            tasks=task_list,
-            tasks_dir=tasks_dir,
-            limit=limit,
+            suite=scoring["suite"],
+            tasks=list(scoring["tasks"]) or None,
+            tasks_dir=scoring["tasks_dir"],
+            limit=scoring["limit"],
             chat=chat,
             out_dir=out_dir,
-            backend=backend,
-            device=device,
-            dtype=dtype,
+            backend=scoring["backend"],
+            device=scoring["device"],
+            dtype=scoring["dtype"],
             cache_dir=cache_dir,
             use_cache=not no_cache,
             progress=progress,
@@ -355,6 +298,7 @@ def compare(
             noise=noise or (),
             noise_last=noise_last,
             min_snr=min_snr,
+            settings=settings,
         )
     except EvalkitError as exc:
         _fail(str(exc))
@@ -459,23 +403,17 @@ def _score_option(text: str) -> tuple[str, object]:
 
 
 @app.command()
+@run_options()
 def sweep(
     checkpoints: Annotated[
         list[str] | None,
         typer.Argument(help="Checkpoint directories or glob patterns (quote globs)."),
     ] = None,
+    *,
+    run: RunOptions,
     out: Annotated[
         Path, typer.Option(help="Folder of runs: one OUT/<checkpoint name> each.")
     ] = Path("runs/sweep"),
-    suite: Annotated[str | None, typer.Option(help="Suite name or path.")] = None,
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names.")] = None,
-    tasks_dir: Annotated[Path | None, typer.Option(help="Extra folder of task YAML.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Score only N items per task.")] = None,
-    backend: Annotated[str, typer.Option(help="hf, vllm, or auto.")] = "auto",
-    device: Annotated[
-        str, typer.Option(help="cpu, cuda, or auto (cuda when the job has GPUs).")
-    ] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16, or auto.")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Result cache folder (on each worker's machine).")
     ] = None,
@@ -527,20 +465,24 @@ def sweep(
         Path | None, typer.Option(help="Tracker folder (default: OUT/<tracker>-logs).")
     ] = None,
 ) -> None:
-    """Score many checkpoints on Ray (resumable). Exit 0 all complete, 1 a job or gate failed."""
+    """Score many checkpoints on Ray (resumable). Exit 0 all complete, 1 a job or gate failed.
+
+    Every job scores its checkpoint as `evalkit score` would with the run options given here
+    (--device auto: cuda when the job has GPUs, else cpu)."""
     import json
 
     import yaml
 
     from evalkit import sweep as sw
 
+    values = run.values
     kwargs: dict[str, object] = dict(_score_option(o) for o in score_option or [])
-    kwargs.update({"limit": limit, "dtype": dtype, "use_cache": not no_cache})
-    if tasks_dir is not None:
-        kwargs["tasks_dir"] = tasks_dir
+    # The options given here pass to every job's score (the sweep sets its own four).
+    own = ("suite", "tasks", "backend", "device")
+    kwargs.update({k: v for k, v in run.changes().items() if k not in own})
+    kwargs.update({"limit": values["limit"], "dtype": values["dtype"], "use_cache": not no_cache})
     if cache_dir is not None:
         kwargs["cache_dir"] = cache_dir
-    task_list = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
     try:
         if log is not None:
             from evalkit.trackers import check_tracker
@@ -554,9 +496,11 @@ def sweep(
                 _fail(f"cannot read runtime env {runtime_env}: {type(exc).__name__}")
             if not isinstance(env, dict):
                 _fail(f"runtime env {runtime_env} must be a mapping")
+        run.config("<each checkpoint>")  # every setting checked once, before any job starts
+        backend, device = values["backend"], values["device"]
         options = sw.SweepOptions(
-            suite=suite,
-            tasks=task_list,
+            suite=values["suite"],
+            tasks=values["tasks"],
             backend=backend,
             device=device,
             gpus_per_job=sw.default_gpus(backend, device) if gpus_per_job is None else gpus_per_job,
@@ -648,7 +592,9 @@ def attribute(
     slice_fit: Annotated[
         bool,
         typer.Option(
-            "--slice-fit", help="Also measure bits per byte on each slice's sample documents."
+            "--slice-fit",
+            help="Also measure bits per byte on each slice's sample documents (needs the "
+            "model: loads each run's checkpoint again, docs/pipeline.md).",
         ),
     ] = False,
     device: Annotated[str, typer.Option(help="Device for --slice-fit.")] = "auto",
@@ -660,7 +606,8 @@ def attribute(
     ] = None,
 ) -> None:
     """Attribute the runs' scores to their training-data slices: ablation pairs for a few runs,
-    a log-ratio regression with bootstrap CIs for a mix sweep."""
+    a log-ratio regression with bootstrap CIs for a mix sweep. Reads stored runs only, but
+    for --slice-fit."""
     import json
 
     from evalkit.api import attribute as run_attribute
@@ -715,7 +662,8 @@ def contamination(
     ] = None,
 ) -> None:
     """Flag eval items whose n-grams occur in the training slices' sample documents, and
-    compare scores on clean and dirty items per task."""
+    compare scores on clean and dirty items per task. The tasks' items are rebuilt to read
+    their text (no model); a stored run's scores are joined to them by prompt hash."""
     import json
 
     from evalkit.api import contamination as run_contamination

@@ -1,4 +1,7 @@
-"""Reading runs written before schema version 2, explicitly.
+"""Reading runs written by older schema versions, explicitly.
+
+Version 2 differs from version 3 only in its manifest, which records no `RunConfig` (`config`
+is then None: such a run is read like any other but cannot be rerun from its directory).
 
 Version 1 (every run written before `evalkit.schema`) encoded structure in names: aggregate rows
 were `task="family:<name>"`, item subsets were `metric[k=v,...]`, `metric[<language>]` or
@@ -26,22 +29,36 @@ from evalkit.schema import (
 V1_FAMILY_PREFIX = "family:"
 # niah wrote `recall[len=N]` for items tagged `length`; v2 buckets use the tag's own name.
 _V1_BUCKET_KEYS = {"len": "length"}
+READABLE = (1, 2, SCHEMA_VERSION)
 
 
 def check_version(manifest: Mapping[str, Any], where: str) -> int:
     version = manifest.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool):
         raise EvalkitError(f"damaged run directory {where}: schema_version {version!r}")
-    if version not in (1, SCHEMA_VERSION):
+    if version not in READABLE:
         raise EvalkitError(
-            f"run {where} has schema version {version}; this evalkit reads versions 1 and "
-            f"{SCHEMA_VERSION} (upgrade evalkit to read it)"
+            f"run {where} has schema version {version}; this evalkit reads versions "
+            f"{', '.join(map(str, READABLE[:-1]))} and {READABLE[-1]} (upgrade evalkit to read it)"
         )
     return version
 
 
+def upgrade_manifest(manifest: Mapping[str, Any], version: int) -> dict[str, Any]:
+    """A manifest of a readable `version` as the current version, one step at a time; the
+    original version is kept in `migrated_from`."""
+    out = dict(manifest)
+    if version == 1:
+        out = manifest_v1(out)
+    if version <= 2:
+        out.setdefault("config", None)  # not recorded before version 3
+        out.setdefault("migrated_from", version)
+        out["schema_version"] = SCHEMA_VERSION
+    return out
+
+
 def manifest_v1(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """A version-1 manifest as version 2. v1's `dtype` was the resolved dtype on HF and the
+    """A version-1 manifest as version 2 (`upgrade_manifest` takes it on). v1's `dtype` was the resolved dtype on HF and the
     requested one (possibly "auto") on vLLM; v1 did not record the token budget."""
     out = dict(manifest)
     dtype = out.pop("dtype", None)
@@ -54,7 +71,7 @@ def manifest_v1(manifest: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("batch_token_budget", None)
     out.setdefault("wave_tokens", None)
     out["migrated_from"] = out.get("schema_version", 1)
-    out["schema_version"] = SCHEMA_VERSION
+    out["schema_version"] = 2
     return out
 
 

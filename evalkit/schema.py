@@ -1,4 +1,4 @@
-"""What a run directory stores, as typed values (schema version 2).
+"""What a run directory stores, as typed values (schema version 3).
 
 A run is `manifest.json`, `samples.parquet` and `scores.parquet` (evalkit.store writes and reads
 them). This module says what each holds, field by field, so that readers read fields and never
@@ -14,21 +14,24 @@ recover structure from a name:
   found "by exclusion". A struct with no field cannot be written to parquet, so a run whose
   items carry no tag (or no metric) has no such column; readers treat it as empty.
 - `Manifest`: the run's facts with one meaning per field (dtype requested vs resolved; the HF
-  padded-batch budget vs vLLM's tokens per wave).
+  padded-batch budget vs vLLM's tokens per wave) and the run's `RunConfig` (version 3), from
+  which it can be scored again.
 
-Version 1 (the format before this module) is read through `evalkit.migrate`.
+Versions 1 (the format before this module) and 2 (no recorded config) are read through
+`evalkit.migrate`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from evalkit.errors import EvalkitError
+from evalkit.pipeline.config import RunConfig, config_from_dict
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TagValue = str | int | float | bool
 BucketKey = tuple[tuple[str, TagValue], ...]
@@ -233,15 +236,18 @@ class TaskEntry:
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """The typed view of manifest.json (which also keeps every other recorded key, e.g.
-    timings, engine counts, sandbox, options, in `raw`).
+class Manifest(Mapping[str, Any]):
+    """The typed view of manifest.json. Every other recorded key (timings, engine counts,
+    sandbox, options, provenance...) is kept in `raw`, and the manifest reads as a read-only
+    mapping of manifest.json's keys (`m["suite"]`, `m.get("provenance")`, `dict(m)`) for
+    code that passes the whole record on (reports, exports).
 
     - `dtype_requested`: what the user asked for ("auto", "bfloat16"...), None when not known.
     - `dtype_resolved`: the dtype the weights ran in, None when the backend does not say (vLLM
       with "auto").
     - `batch_token_budget`: HF's padded tokens per forward batch; None on other backends.
     - `wave_tokens`: vLLM's tokens submitted per wave; None on other backends.
+    - `config`: the run's description, re-runnable; None for a run written before version 3.
     """
 
     schema_version: int
@@ -256,10 +262,20 @@ class Manifest:
     wave_tokens: int | None
     suite: str | None
     tasks: tuple[TaskEntry, ...]
+    config: RunConfig | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def task(self, name: str) -> TaskEntry | None:
         return next((t for t in self.tasks if t.name == name), None)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
 
 
 def manifest_from_json(data: Mapping[str, Any], where: str) -> Manifest:
@@ -280,10 +296,20 @@ def manifest_from_json(data: Mapping[str, Any], where: str) -> Manifest:
             wave_tokens=_opt_int(data.get("wave_tokens")),
             suite=_opt_str(data.get("suite")),
             tasks=tasks,
+            config=_config(data.get("config"), where),
             raw=dict(data),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EvalkitError(f"damaged run directory {where}: manifest.json: {exc!r}") from None
+
+
+def _config(data: Any, where: str) -> RunConfig | None:
+    if data is None:
+        return None
+    try:
+        return config_from_dict(data, "manifest.json config")
+    except EvalkitError as exc:
+        raise EvalkitError(f"damaged run directory {where}: {exc}") from None
 
 
 def _task_entry(t: Mapping[str, Any]) -> TaskEntry:

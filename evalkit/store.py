@@ -1,7 +1,7 @@
 """Run directories: written atomically, read by analysis and reports, never by a live model.
 
 A run is `manifest.json`, `samples.parquet` (one row per task item) and `scores.parquet` (one
-row per task/family and metric), laid out as `evalkit.schema` says (version 2; version-1 runs are
+row per task/family and metric), laid out as `evalkit.schema` says (version 3; older runs are
 read through `evalkit.migrate`). It is assembled in a hidden sibling directory and renamed into
 place, so an interrupted run never leaves a directory that looks complete.
 """
@@ -83,31 +83,6 @@ def scores_frame(scores: Sequence[ScoreRow]) -> Any:
     return scores_table(scores)
 
 
-def legacy_scores_frame(rows: Sequence[ScoreRow]) -> Any:
-    """The version-1 shaped view of typed rows (aggregate rows as `family:<name>`, metrics by
-    their display label), rendered for readers not yet moved to `RunData.rows`."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        [
-            {
-                "task": r.display_task,
-                "family": r.family,
-                "metric": r.label,
-                "value": r.value,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "n": r.n,
-                "higher_is_better": r.higher_is_better,
-                "ci_method": r.ci_method,
-            }
-            for r in rows
-        ],
-        columns=["task", "family", "metric", "value", "ci_low", "ci_high", "n",
-                 "higher_is_better", "ci_method"],
-    )  # fmt: skip
-
-
 def write_run(
     out: Path,
     manifest: dict[str, Any],
@@ -148,23 +123,26 @@ def write_run(
 
 @dataclass(frozen=True)
 class RunData:
-    """A stored run, as schema version 2 whatever version wrote it.
+    """A stored run, as the current schema version whatever version wrote it.
 
-    - `rows`: the typed score rows; `info`: the typed manifest.
+    - `manifest`: the typed manifest (also a read-only mapping of manifest.json's keys, as
+      the current version has them; `manifest.config` is the run's `RunConfig`).
+    - `rows`: the typed score rows.
     - `samples`: one row per item, flat: the base columns, then one column per metric
       (`metric_columns`) and per tag (`tag_columns`), each listed explicitly.
-    - `manifest`: manifest.json as a dict (version 2 keys).
-    - `scores`: a version-1 shaped frame rendered from `rows`, for readers not yet moved.
     """
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     samples: Any  # pandas.DataFrame
-    scores: Any  # pandas.DataFrame (legacy view of `rows`)
     rows: tuple[ScoreRow, ...] = ()
-    info: Manifest | None = None
     metric_columns: tuple[str, ...] = ()
     tag_columns: tuple[str, ...] = ()
+
+    @property
+    def info(self) -> Manifest:
+        """The typed manifest (the name version 2's readers used)."""
+        return self.manifest
 
 
 def is_run(path: Path) -> bool:
@@ -174,11 +152,11 @@ def is_run(path: Path) -> bool:
 def read_run(path: Path) -> RunData:
     raw = _read_json(path)
     version = migrate.check_version(raw, str(path))
-    manifest = raw if version == SCHEMA_VERSION else migrate.manifest_v1(raw)
+    manifest = migrate.upgrade_manifest(raw, version)
     info = manifest_from_json(manifest, str(path))
     samples = _read_table(path, SAMPLES)
     scores = _read_table(path, SCORES)
-    if version == SCHEMA_VERSION:
+    if version >= 2:  # the tables' layout is version 2's
         rows = rows_from_table(scores, str(path))
         samples, metrics, tags = _flat_samples(samples, str(path))
     else:
@@ -189,11 +167,9 @@ def read_run(path: Path) -> RunData:
         )
     return RunData(
         path=path,
-        manifest=manifest,
+        manifest=info,
         samples=samples,
-        scores=legacy_scores_frame(rows),
         rows=rows,
-        info=info,
         metric_columns=metrics,
         tag_columns=tags,
     )
@@ -223,10 +199,9 @@ def _flat_samples(frame: Any, where: str) -> tuple[Any, tuple[str, ...], tuple[s
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    """manifest.json as version 2 (a version-1 manifest migrated)."""
+    """manifest.json as the current version (an older manifest migrated)."""
     raw = _read_json(path)
-    version = migrate.check_version(raw, str(path))
-    return raw if version == SCHEMA_VERSION else migrate.manifest_v1(raw)
+    return migrate.upgrade_manifest(raw, migrate.check_version(raw, str(path)))
 
 
 def read_info(path: Path) -> Manifest:

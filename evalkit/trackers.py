@@ -77,7 +77,7 @@ def scalars(run: Path, gate: str | None = None) -> dict[str, float]:
 def _ordered(runs: Sequence[Tracked]) -> list[tuple[Tracked, dict[str, Any], int, int | None]]:
     rows = []
     for i, t in enumerate(runs):
-        manifest = read_run(t.run).manifest
+        manifest = dict(read_run(t.run).manifest)
         step, tokens = _axis(manifest, i)
         rows.append((t, manifest, step, tokens))
     return sorted(rows, key=lambda r: r[2])

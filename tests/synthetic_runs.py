@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.scoring import task_scores
+from evalkit.aggregate import task_scores
 from evalkit.store import samples_frame, scores_frame, write_run
 from evalkit.tasks.base import ItemResult, MetricSpec
 

@@ -64,7 +64,7 @@ def test_score_writes_a_complete_run(random_ckpt: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "95% CI" in proc.stdout and f"run written to {out}" in proc.stdout
     run = read_run(out)
-    # Family rows (level `family`, evalkit.scoring.family_scores) sit beside the task rows.
+    # Family rows (level `family`, evalkit.aggregate.family_scores) sit beside the task rows.
     # (smoke's two reasoning tasks share no metric, so that family has no row.)
     assert {r.family for r in run.rows if r.level == "family"} == {"icl", "language_modeling"}
     assert {r.task for r in run.rows if r.level == "task"} == {

@@ -172,7 +172,7 @@ def test_code_task_end_to_end_on_the_fake_backend(tmp_path: Path) -> None:
             progress=False,
         )
     value = {
-        n: {s.metric: s.value for s in r.scores if s.task == "code_tiny_functions"}
+        n: {s.label: s.value for s in r.rows if s.display_task == "code_tiny_functions"}
         for n, r in runs.items()
     }
     assert value["right"]["pass@1"] == 1.0 and value["right"]["pass@5_sampled"] == 1.0
@@ -212,7 +212,7 @@ def test_tiny_base_writes_its_slice_functions(tiny_base: Path, tmp_path: Path) -
         progress=False,
         device="cpu",
     )
-    s = {x.metric: x for x in run.scores if x.task == "test_code_tiny_small"}
+    s = {x.label: x for x in run.rows if x.display_task == "test_code_tiny_small"}
     assert s["pass@1"].value >= 4 / 5
     assert s["pass@3_sampled"].value >= s["pass@1_sampled"].value >= 0.5
     assert s["bpb"].value < 0.05
@@ -250,7 +250,7 @@ def test_default_mode_without_bubblewrap_warns_and_records_it(
     err = capsys.readouterr().err
     assert "WARNING sandbox: rlimits only (bubblewrap (bwrap) is not installed)" in err
     assert run.manifest["sandbox"]["isolation"] == "rlimits"
-    assert {s.metric: s.value for s in run.scores if s.task == "code_tiny_functions"}[
+    assert {s.label: s.value for s in run.rows if s.display_task == "code_tiny_functions"}[
         "pass@1"
     ] == 1.0
 

@@ -26,7 +26,7 @@ V = ByteTokenizer.vocab_size
 
 
 def _scores(run: evalkit.ScoreRun) -> dict[tuple[str, str], float]:
-    return {(s.task, s.metric): s.value for s in run.scores}
+    return {(s.display_task, s.label): s.value for s in run.rows}
 
 
 def _score(tmp_path: Path, name: str, tasks: list[str], backend: FakeBackend, limit: int | None):

@@ -64,7 +64,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Scor
             progress=False,
             limit=LIMIT,
         )
-        out[ckpt.name] = (run.path, {(s.task, s.metric): s for s in run.scores})
+        out[ckpt.name] = (run.path, {(s.display_task, s.label): s for s in run.rows})
     return out
 
 

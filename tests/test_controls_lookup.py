@@ -70,7 +70,7 @@ def _run(tmp: Path, name: str, fn: object, limit: int | None = None) -> evalkit.
 
 
 def _scores(run: evalkit.ScoreRun) -> dict[str, float]:
-    return {s.metric: s.value for s in run.scores if s.task == T}
+    return {s.label: s.value for s in run.rows if s.display_task == T}
 
 
 def _expected_maximum(run: evalkit.ScoreRun) -> dict[int, float]:
@@ -127,7 +127,7 @@ def test_a_model_that_looks_keys_up_reaches_the_exact_maximum_curve(tmp_path: Pa
     assert all(b >= a - 0.1 for a, b in pairwise(accs)) and accs[-1] - accs[0] >= 0.6
     slope = ols_slope([math.log2(k + 1) for k in KS], accs)
     assert got["slope_log2k"] == pytest.approx(slope) and slope > 0.1
-    ci = next(s for s in run.scores if s.task == T and s.metric == "slope_log2k")
+    ci = next(s for s in run.rows if s.display_task == T and s.label == "slope_log2k")
     assert ci.ci_low > 0.05  # clearly above a flat curve
 
 

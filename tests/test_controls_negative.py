@@ -54,7 +54,7 @@ def random_run(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str]
         progress=False,
         limit=4,
     )
-    return {(s.task, s.metric): s for s in run.scores}
+    return {(s.display_task, s.label): s for s in run.rows}
 
 
 def _covers(score: object, null: float, margin: float) -> None:

@@ -13,10 +13,10 @@ from rich.console import Console
 from test_transfer_probes import LABELS, spec
 
 import evalkit
+from evalkit.aggregate import summary_scores
 from evalkit.backends.fake import FakeBackend
 from evalkit.errors import EvalkitError
 from evalkit.report.console import print_run_facts
-from evalkit.scoring import summary_scores
 from evalkit.tasks.base import ItemResult
 from evalkit.tasks.probes.docgen import CATEGORIES
 from evalkit.tasks.probes.tasks import LabelProbeTask, label_sensitivity, sensitivity_undefined
@@ -79,7 +79,7 @@ def _knower(ctx: str, cont: str) -> float:
 def test_a_run_says_why_it_has_no_label_sensitivity(tmp_path: Path) -> None:
     run = evalkit.score("knower", tasks=["icl_label_probe"], backend=FakeBackend(_knower),
                         out=tmp_path / "run", use_cache=False, progress=False, limit=4)  # fmt: skip
-    metrics = {s.metric for s in run.scores}
+    metrics = {s.label for s in run.rows}
     assert "acc" in metrics and "label_sensitivity" not in metrics
     manifest = json.loads((Path(run.path) / "manifest.json").read_text())
     (entry,) = [t for t in manifest["tasks"] if t["name"] == "icl_label_probe"]

@@ -23,7 +23,8 @@ RANKS: dict[str, int] = {
     "evalkit.sandbox": 3,
     "evalkit.stats": 4,
     "evalkit.schema": 4,
-    "evalkit.scoring": 4,
+    "evalkit.aggregate": 4,
+    "evalkit.pipeline.config": 4,
     "evalkit.group_scores": 4,
     "evalkit.provenance": 5,
     "evalkit.migrate": 5,
@@ -36,10 +37,12 @@ RANKS: dict[str, int] = {
     "evalkit.report": 7,
     "evalkit.api": 8,
     "evalkit.routing_run": 8,
+    "evalkit.pipeline": 8,
     "evalkit.inputs": 8,
     "evalkit.sweep": 8,
     "evalkit.trackers": 8,
     "evalkit.cli": 9,
+    "evalkit.cli_options": 9,
 }
 
 

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from display import DisplayRow as Score
+from display import display_rows
 
 import evalkit
 from evalkit.backends.fake import FakeBackend
 from evalkit.errors import EvalkitError
-from evalkit.scoring import FAMILY_PREFIX, Score
+from evalkit.schema import AGGREGATE_DISPLAY_PREFIX as FAMILY_PREFIX
 
 SIZES = {"g_t1": (30, 0), "g_t2": (40, 12), "g_t3": (20, 15)}  # docs, docs whose gold is "A"
 GEN_SIZES = {"g_gen1": 10, "g_gen2": 7}
@@ -197,8 +199,7 @@ def evalkit_run(tasks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def evalkit_rows(evalkit_run: Path) -> list[Score]:
     from evalkit.store import read_run
 
-    frame = read_run(evalkit_run).scores
-    return [Score(**r) for r in frame.to_dict("records")]
+    return display_rows(read_run(evalkit_run).rows)
 
 
 def _row(rows: list[Score], group: str, metric: str) -> Score:

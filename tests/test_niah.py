@@ -256,7 +256,7 @@ def test_a_perfect_reader_has_recall_1_everywhere_and_the_window_as_effective_le
     tmp_path: Path,
 ) -> None:
     run = _fake_run(tmp_path, NeedleReader(), H.VARIANTS)
-    s = {(x.task, x.metric): x for x in run.scores}
+    s = {(x.display_task, x.label): x for x in run.rows}
     for v in H.VARIANTS:
         t = f"t_niah_{v}"
         assert s[(t, "recall")].value == 1.0 and s[(t, "recall")].n == 4 * 3 * 2
@@ -282,7 +282,7 @@ def test_a_reader_failing_beyond_a_length_has_exactly_that_effective_length(
     tmp_path: Path, fail_beyond: int
 ) -> None:
     run = _fake_run(tmp_path, NeedleReader(fail_beyond, new_tokens=40), ("single", "multiquery"))
-    s = {(x.task, x.metric): x.value for x in run.scores}
+    s = {(x.display_task, x.label): x.value for x in run.rows}
     for t in ("t_niah_single", "t_niah_multiquery"):
         assert s[(t, "effective_length[recall>=0.85]")] == fail_beyond
         for n in (1024, 2048, 3000, 4096):
@@ -316,7 +316,7 @@ def test_tiny_base_runs_needle_tasks_at_every_length_its_window_allows(tmp_path:
         progress=False,
         device="cpu",
     )
-    s = {(x.task, x.metric): x for x in run.scores}
+    s = {(x.display_task, x.label): x for x in run.rows}
     assert run.manifest["max_length"] == 512
     assert sum(run.truncated_by_task.values()) == 0
     for entry in run.manifest["tasks"]:
@@ -371,7 +371,7 @@ def test_score_with_a_haystack_file_runs_the_needle_tasks_on_it(tmp_path: Path) 
     )
     notes = next(e for e in run.manifest["tasks"] if e["name"] == "longctx_niah_single")["notes"]
     assert notes["haystack"].startswith("file:essay.txt:")
-    s = {(x.task, x.metric): x.value for x in run.scores}
+    s = {(x.display_task, x.label): x.value for x in run.rows}
     assert s[("longctx_niah_single", "recall")] == 1.0
     assert s[("longctx_niah_single", "effective_length[recall>=0.85]")] == 1024
 

@@ -203,7 +203,9 @@ def test_seed_and_options_reach_the_manifest_and_the_bootstrap(tmp_path: Path) -
     # A continuous metric: its interval is a bootstrap, so the seed moves it (0/1 metrics get
     # Wilson intervals, which have no randomness to seed).
     def pc(run: Any) -> Any:
-        return next(s for s in run.scores if s.task == "smoke_arith_mc" and s.metric == "p_correct")
+        return next(
+            s for s in run.rows if s.display_task == "smoke_arith_mc" and s.label == "p_correct"
+        )
 
     assert pc(a).value == pc(b).value
     assert (pc(a).ci_low, pc(a).ci_high) != (pc(b).ci_low, pc(b).ci_high)

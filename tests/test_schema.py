@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from display import display_frame
 
 from evalkit.errors import EvalkitError
 from evalkit.migrate import split_v1_metric
@@ -27,6 +28,19 @@ def test_the_current_version_has_a_golden_run() -> None:
     manifest = json.loads((GOLDEN / f"v{SCHEMA_VERSION}" / "manifest.json").read_text())
     assert manifest["schema_version"] == SCHEMA_VERSION
     assert json.loads((GOLDEN / "v1" / "manifest.json").read_text())["schema_version"] == 1
+    assert json.loads((GOLDEN / "v2" / "manifest.json").read_text())["schema_version"] == 2
+
+
+def test_a_v2_run_reads_as_the_same_run_written_as_v3_without_its_config() -> None:
+    old, new = read_run(GOLDEN / "v2"), read_run(GOLDEN / "v3")
+    assert len(new.rows) == len(old.rows) > 100
+    assert display_frame(old.rows).equals(display_frame(new.rows))
+    assert {_key(r): r for r in old.rows} == {_key(r): r for r in new.rows}
+    assert old.manifest.config is None and old.manifest["migrated_from"] == 2
+    assert old.manifest.schema_version == new.manifest.schema_version == SCHEMA_VERSION
+    config = new.manifest.config
+    assert config is not None and config.limit == 24 and "icl_label_probe" in config.tasks
+    assert new.manifest["config"]["tasks"] == list(config.tasks)  # the mapping view agrees
 
 
 def test_a_migrated_v1_run_equals_the_same_run_written_as_v2() -> None:
@@ -41,7 +55,7 @@ def test_a_migrated_v1_run_equals_the_same_run_written_as_v2() -> None:
     pd.testing.assert_frame_equal(
         a.drop(columns=["loglikelihoods"]), b.drop(columns=["loglikelihoods"])
     )
-    assert old.scores.equals(new.scores)  # the display view is the same too
+    assert display_frame(old.rows).equals(display_frame(new.rows))  # as shown, too
 
 
 def test_rows_say_their_structure_in_fields() -> None:

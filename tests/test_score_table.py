@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from display import display_frame
 
 import evalkit
-from evalkit.scoring import summary_scores
+from evalkit.aggregate import summary_scores
 from evalkit.store import read_run
 from evalkit.tasks.base import ItemResult, MetricSpec
 from evalkit.tasks.probes.common import Summary
@@ -69,7 +70,7 @@ def test_every_row_of_a_transfer_run_is_a_score_and_run_facts_are_in_the_manifes
         device="cpu",
     )
     stored = read_run(run.path)
-    assert score_row_problems(stored.scores) == []
+    assert score_row_problems(display_frame(stored.rows)) == []
     notes = {t["name"]: t.get("notes", {}) for t in stored.manifest["tasks"]}
     needle = notes["longctx_niah_single"]
     assert needle["model_window"] == 512

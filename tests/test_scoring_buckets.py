@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evalkit.scoring import summary_scores
+from evalkit.aggregate import summary_scores
 from evalkit.stats import CI_WILSON, CI_WILSON_CLUSTER
 from evalkit.tasks.base import ItemResult, MetricSpec
 from evalkit.tasks.probes.common import Bucket, Summary, group_mean

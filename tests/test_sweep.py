@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from display import display_frame
 
 from evalkit.catalog import query, trajectory
 from evalkit.store import is_run, read_run
@@ -103,7 +104,7 @@ def test_sweep_retries_a_killed_worker_and_equals_single_process_runs(
             progress=False,
         )
         alone = read_run(single.path)
-        assert swept_run.scores.equals(alone.scores), name
+        assert display_frame(swept_run.rows).equals(display_frame(alone.rows)), name
         assert swept_run.samples.equals(alone.samples), name
         assert swept_run.manifest["model_fingerprint"] == alone.manifest["model_fingerprint"]
     # The catalog sees the three runs with their provenance steps.
@@ -117,7 +118,7 @@ def test_sweep_retries_a_killed_worker_and_equals_single_process_runs(
         ("tiny-chat", 300),
     ]
     for row in lm.itertuples():
-        scores = read_run(Path(row.run)).scores
+        scores = display_frame(read_run(Path(row.run)).rows)
         want = scores[(scores.task == "family:language_modeling") & (scores.metric == "bpb")]
         assert row.value == want.value.item()
 
@@ -225,7 +226,9 @@ def test_watch_scores_a_checkpoint_copied_in_after_it_started(
     started = float(first.split()[1])
     assert copied["at"] <= started < copied["at"] + poll + settle + 15
     # Same weights as tiny-base: the complete file was scored.
-    assert read_run(out / "tiny-base-step1800").scores.equals(read_run(out / "tiny-base").scores)
+    assert display_frame(read_run(out / "tiny-base-step1800").rows).equals(
+        display_frame(read_run(out / "tiny-base").rows)
+    )
     # Gated against the previous checkpoint: too few items to decide, so inconclusive.
     assert by_name["tiny-base-step1800"].gate == "inconclusive"
     assert by_name["tiny-base-step1800"].gate_baseline == "tiny-base"

@@ -17,7 +17,7 @@ def smoke_run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> eval
 
 
 def _score(run: evalkit.api.ScoreRun, task: str, metric: str) -> tuple[float, float, float]:
-    (s,) = [s for s in run.scores if s.task == task and s.metric == metric]
+    (s,) = [s for s in run.rows if s.display_task == task and s.label == metric]
     return s.value, s.ci_low, s.ci_high
 
 

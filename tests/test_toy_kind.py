@@ -47,7 +47,7 @@ def test_a_toy_kind_scores_end_to_end(tmp_path: Path) -> None:
     good = _score(tmp_path, copier, "good", [EchoKind()])
     bad = _score(tmp_path, never, "bad", [EchoKind()])
     value = {
-        name: {s.metric: s.value for s in r.scores if s.task == "toy_echo"}
+        name: {s.label: s.value for s in r.rows if s.display_task == "toy_echo"}
         for name, r in [("good", good), ("bad", bad)]
     }
     assert value["good"]["copied"] == 1.0 and value["bad"]["copied"] == 0.0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from display import display_frame
 from synthetic_runs import TaskData, make_run
 
 from evalkit.errors import EvalkitError
@@ -47,7 +48,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _expected(run: Path) -> dict[str, float]:
-    frame = read_run(run).scores
+    frame = display_frame(read_run(run).rows)
     out = {}
     for r in frame.itertuples(index=False):
         out[f"{r.task}/{r.metric}"] = float(r.value)

@@ -211,7 +211,7 @@ def test_arc_easy_runs_end_to_end_as_lm_eval_runs_it(arc_dir: Path, tmp_path: Pa
         progress=False,
         out=tmp_path / "run",
     )
-    got = {s.metric: s.value for s in run.scores if s.task == "arc_easy_local"}
+    got = {s.label: s.value for s in run.rows if s.display_task == "arc_easy_local"}
     assert got["acc"] == pytest.approx(want["acc,none"])
     assert got["acc_norm"] == pytest.approx(want["acc_norm,none"])
     assert 0 < got["acc"] < 1

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from evalkit import metrics as M
+from evalkit.aggregate import family_scores, language_scores, summary_scores, task_scores
 from evalkit.backends.fake import ByteTokenizer, FakeBackend
 from evalkit.engine import Engine, EngineOptions
 from evalkit.errors import EvalkitError
 from evalkit.requests import TokenLogprobs
-from evalkit.scoring import family_scores, language_scores, summary_scores, task_scores
 from evalkit.tasks.base import ItemResult, MetricSpec, WindowedTokenizer, responses_for
 from evalkit.tasks.probes.common import ProbeSpec, ols_slope
 from evalkit.tasks.probes.tasks import (
@@ -368,7 +368,7 @@ def test_score_run_writes_summaries_families_and_tags(tmp_path: Path) -> None:
         progress=False,
     )  # fmt: skip
     data = read_run(run_.path)
-    rows = {(r.task, r.metric) for r in data.scores.itertuples()}
+    rows = {(r.display_task, r.label) for r in data.rows}
     assert ("family:reasoning", "acc") in rows
     assert ("icl_fewshot_curve", "slope_log2k") in rows
     assert ("multilingual_number_words_mc", "acc_gap_en[zh]") in rows

@@ -19,7 +19,7 @@ def test_tiny_base_above_chance_on_its_slices_and_at_chance_on_the_control(
         progress=False,
         device="cpu",
     )
-    s = {(x.task, x.metric): x for x in run.scores}
+    s = {(x.display_task, x.label): x for x in run.rows}
     chance = 0.25
     # Trained slices: the CI excludes chance, in every language of the number-word slice.
     assert s[("reasoning_arith_mc", "acc")].ci_low > chance

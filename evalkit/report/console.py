@@ -17,7 +17,7 @@ from evalkit.tasks.kinds import KindSpec
 
 
 def print_scores(scores: Sequence[ScoreRow], console: Console | None = None) -> None:
-    """The family and group table first (see `evalkit.scoring.family_scores`), then every
+    """The family and group table first (see `evalkit.aggregate.family_scores`), then every
     task's scores."""
     # Piped output (CI logs, files) gets a wide table rather than 80 columns of ellipses.
     console = console or Console(width=None if sys.stdout.isatty() else 140)

@@ -193,7 +193,7 @@ def header(ctx: ReportContext) -> Section:
             ),
         ),
     ]
-    body = tuple((name, *(fn(r.manifest) for r in ctx.runs)) for name, fn in fields)
+    body = tuple((name, *(fn(dict(r.manifest)) for r in ctx.runs)) for name, fn in fields)
     head = ("", *(f"`{lab}`" for lab in ctx.labels))
     blocks: list[Any] = [Table(head, body)]
     blocks += run_fact_blocks([r.manifest for r in ctx.runs], ctx.labels)
@@ -624,7 +624,7 @@ def _languages(rs: Sequence[Row]) -> tuple[str | None, dict[str, Row], dict[str,
 
 
 def gap_metric(metric: str) -> str:
-    """The name `evalkit.scoring.language_scores` gives a metric's gap to English."""
+    """The name `evalkit.aggregate.language_scores` gives a metric's gap to English."""
     return f"{metric}_gap_en"
 
 

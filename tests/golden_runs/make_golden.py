@@ -4,8 +4,10 @@ How the committed goldens were made (tests/golden_runs/README.md says it again):
 
     # version 1: evalkit at commit 8dbb6f3 (before evalkit.schema), e.g. a `git worktree`
     PYTHONPATH=<that checkout> python tests/golden_runs/make_golden.py tests/golden_runs/v1
-    # version 2: this checkout
-    PYTHONPATH=$PWD python tests/golden_runs/make_golden.py tests/golden_runs/v2
+    # version 2: evalkit before its RunConfig (branch i18schema's merge, 5578341)
+    PYTHONPATH=<that checkout> python tests/golden_runs/make_golden.py tests/golden_runs/v2
+    # version 3: this checkout
+    PYTHONPATH=$PWD python tests/golden_runs/make_golden.py tests/golden_runs/v3
 
 Deterministic apart from times and commits: a scripted needle reader (evalkit.backends.fake)
 scores a small needle task (a length beyond the window, so items are skipped), a few-shot curve

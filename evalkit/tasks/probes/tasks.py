@@ -4,7 +4,7 @@ copying and the in-context-learning score of Olsson et al. 2022.
 
 Each is configured by a `kind: probe` YAML file and yields items tagged with everything a
 summary needs (`k`, `seed`, `condition`, `test_doc`...); task-level numbers such as the slope
-of a few-shot curve are `Summary`s computed from the per-item results by `evalkit.scoring`.
+of a few-shot curve are `Summary`s computed from the per-item results by `evalkit.aggregate`.
 """
 
 from __future__ import annotations

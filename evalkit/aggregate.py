@@ -1,18 +1,17 @@
-"""From per-item results to task and family scores (`evalkit.schema.ScoreRow`), each with a
-confidence interval."""
+"""Aggregation (stage 4 of `evalkit.pipeline`): from per-item results to task, family and
+group scores (`evalkit.schema.ScoreRow`), each with a confidence interval."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from evalkit.errors import EvalkitError
 from evalkit.group_scores import group_scores, run_groups
-from evalkit.schema import AGGREGATE_DISPLAY_PREFIX, ScoreRow, bucket_key
+from evalkit.schema import ScoreRow, bucket_key
 from evalkit.stats import (
     CI_CLUSTER_PERCENTILE,
     bootstrap_ci,
@@ -21,31 +20,6 @@ from evalkit.stats import (
     mover_mean,
 )
 from evalkit.tasks.base import ItemResult, MetricSpec, Task
-
-
-@dataclass(frozen=True)
-class Score:
-    """A score row as version 1 named it (aggregate rows `family:<name>`, buckets in the metric
-    name: `ScoreRow.label`), rendered from typed rows for display and for the API's
-    `ScoreRun.scores`; nothing reads structure back from it."""
-
-    task: str
-    family: str
-    metric: str
-    value: float
-    ci_low: float
-    ci_high: float
-    n: int
-    higher_is_better: bool
-    ci_method: str = ""  # how ci_low/ci_high were computed (evalkit.stats CI_* names)
-
-
-FAMILY_PREFIX = AGGREGATE_DISPLAY_PREFIX  # how an aggregate row's task is shown
-
-
-def legacy(row: ScoreRow) -> Score:
-    return Score(row.display_task, row.family, row.label, row.value, row.ci_low, row.ci_high, row.n,
-                 row.higher_is_better, row.ci_method)  # fmt: skip
 
 
 def task_scores(
@@ -261,3 +235,17 @@ def family_scores(
                                 reporters[0][1].higher_is_better, ci.method, level="family",
                                 primary=all(r.family != family for r in out)))  # fmt: skip
     return out + group_scores(tasks, per_task, seed)
+
+
+def aggregate(
+    tasks: Sequence[Task], per_task: Mapping[str, Sequence[ItemResult]], seed: int = 0
+) -> tuple[ScoreRow, ...]:
+    """Stage 4 of the pipeline: every score row of a run, in the stored order (each task's
+    metrics, then its summaries and language rows; then families and lm-eval groups)."""
+    rows: list[ScoreRow] = []
+    for task in tasks:
+        results = per_task[task.name]
+        rows.extend(task_scores(task.name, task.family, task.metrics, results, seed))
+        rows.extend(summary_scores(task, results, seed))
+    rows.extend(family_scores(tasks, per_task, seed=seed))
+    return tuple(rows)

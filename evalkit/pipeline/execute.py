@@ -1,0 +1,150 @@
+"""Stage 2, execute: load the backend, run every request of the plan through the engine (with
+the result cache), and collect an MoE checkpoint's routing. The only stage that touches the
+model."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit import routing_run
+from evalkit.backends.base import Backend
+from evalkit.backends.damage import vocabulary_facts, vocabulary_warning
+from evalkit.cache import ResultCache
+from evalkit.engine import Engine, EngineOptions, EngineResult
+from evalkit.pipeline.plan import Plan, resolve_backend
+from evalkit.tasks.base import Item, Task
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The engine's responses for the plan's tasks (less any skipped while running), the
+    backend that produced them, and what the manifest says about it."""
+
+    plan: Plan
+    model: Backend
+    result: EngineResult
+    tasks: tuple[Task, ...]
+    items: Mapping[str, list[Item]]
+    load_seconds: float
+    run_seconds: float
+    vocabulary: Mapping[str, int] | None
+    routing_frame: Any  # pandas.DataFrame or None
+    routing_info: Mapping[str, Any] | None
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("EVALKIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "evalkit"
+
+
+def open_cache(cache_dir: Path | str | None, use_cache: bool) -> ResultCache | None:
+    if not use_cache:
+        return None
+    return ResultCache(Path(cache_dir or default_cache_dir()) / "results.sqlite")
+
+
+def load_backend(
+    checkpoint: Path,
+    backend: str = "auto",
+    device: str = "auto",
+    dtype: str = "auto",
+    token_budget: int | None = None,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+    vllm_options: Sequence[str] = (),
+    guard: bool = True,
+    trust_remote_code: bool = False,
+) -> Backend:
+    backend = resolve_backend(backend, device)
+    if backend == "vllm":
+        from evalkit.backends.vllm import VLLMBackend, parse_options
+
+        opts = parse_options(vllm_options, dtype)
+        return VLLMBackend(
+            checkpoint, options=opts, tokenizer=tokenizer, device=device, guard=guard
+        )
+    from evalkit.backends.hf import HFBackend
+
+    return HFBackend(
+        checkpoint,
+        device=device,
+        dtype=dtype,
+        token_budget=token_budget,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        guard=guard,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def execute(plan: Plan) -> Execution:
+    c, out = plan.config, plan.output
+    cache = open_cache(out.cache_dir, out.use_cache)
+    t_load = time.time()
+    try:
+        if isinstance(plan.backend, str):
+            model = load_backend(
+                plan.checkpoint,
+                plan.backend,
+                c.device,
+                c.dtype,
+                c.token_budget,
+                plan.text_tokenizer,
+                plan.window,
+                c.vllm_options,
+                guard=c.guard,
+                trust_remote_code=c.trust_remote_code,
+            )
+        else:
+            model = plan.backend
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    load_seconds = time.time() - t_load
+    vocab: dict[str, int] | None = None
+    if isinstance(plan.backend, str):  # said once the weights are known to match the config
+        vocab = vocabulary_facts(plan.checkpoint, plan.text_tokenizer.vocab_size)
+        warning = vocabulary_warning(plan.checkpoint, vocab)
+        if warning:
+            print(warning, file=sys.stderr)
+    options = EngineOptions(truncation=c.truncation, progress=out.progress)  # type: ignore[arg-type]
+    engine = Engine(model, cache, options)
+    own = plan.checkpoint if isinstance(plan.backend, str) else None
+    moe = routing_run.start(model, c.routing, own)
+    t_run = time.time()
+    try:
+        result, tasks, items = plan.skips.run(engine, plan.tasks, dict(plan.items))
+    finally:
+        if cache is not None:
+            cache.close()
+    run_seconds = time.time() - t_run
+    frame, info = routing_run.finish(
+        moe,
+        model,
+        tasks,
+        items,
+        truncation=c.truncation,  # type: ignore[arg-type]
+        provenance=plan.provenance,
+        seed=plan.seed,
+    )
+    return Execution(
+        plan=plan,
+        model=model,
+        result=result,
+        tasks=tuple(tasks),
+        items=items,
+        load_seconds=load_seconds,
+        run_seconds=run_seconds,
+        vocabulary=vocab,
+        routing_frame=frame,
+        routing_info=info,
+    )
