@@ -339,7 +339,28 @@ def score_by_running(
     return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
 
 
-class CodeTask(TaskDefaults):
+class RunsGeneratedCode:
+    """`score`/`score_in` of a task whose items are scored by running the model's programs
+    (native code tasks, lm-eval's unsafe-code tasks): only through the run's sandbox. Put it
+    before the task's other bases."""
+
+    def score(
+        self: ExecutedTask, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        raise EvalkitError(
+            f"task {self.name} runs generated code: score it through evalkit.sandbox"
+        )
+
+    def score_in(
+        self: ExecutedTask,
+        context: ScoringContext,
+        items: Sequence[Item],
+        responses: Sequence[Sequence[Response]],
+    ) -> list[ItemResult]:
+        return score_by_running(self, context, items, responses)
+
+
+class CodeTask(RunsGeneratedCode, TaskDefaults):
     needs = Needs(sandbox=True)
 
     source = "native"
@@ -474,21 +495,6 @@ class CodeTask(TaskDefaults):
         p = self.problems()[item.doc_id]
         greedy, samples = self._completions(responses)
         return tuple(p.program(c) for c in [greedy, *samples])
-
-    def score(
-        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
-    ) -> list[ItemResult]:
-        raise EvalkitError(
-            f"task {self.name} runs generated code: score it through evalkit.sandbox"
-        )
-
-    def score_in(
-        self,
-        context: ScoringContext,
-        items: Sequence[Item],
-        responses: Sequence[Sequence[Response]],
-    ) -> list[ItemResult]:
-        return score_by_running(self, context, items, responses)
 
     def score_executed(
         self,

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from evalkit.requests import Response
-from evalkit.tasks.base import Item, ItemResult, MetricSpec, Needs, ScoringContext
-from evalkit.tasks.code import Execution, score_by_running
+from evalkit.tasks.base import Item, ItemResult, MetricSpec, Needs
+from evalkit.tasks.code import Execution, RunsGeneratedCode
 from evalkit.tasks.lmeval import LMEvalTask
 
 # code_eval's defaults: compute(..., k=[1, 10, 100], timeout=3.0).
@@ -170,7 +170,7 @@ def _uses_deferred(fn: Any) -> bool:
     return any(v is DEFERRED for v in scope.values())
 
 
-class LMEvalCodeTask(LMEvalTask):
+class LMEvalCodeTask(RunsGeneratedCode, LMEvalTask):
     """An lm-eval task that executes model-written code, executed in evalkit's sandbox."""
 
     executes_code = True
@@ -225,28 +225,11 @@ class LMEvalCodeTask(LMEvalTask):
         with DEFERRED._lock:
             DEFERRED.collected.clear()
             DEFERRED.outcomes = None
-        super().score([item], [responses])
+        LMEvalTask.score(self, [item], [responses])  # lm-eval's scoring, not the refusal
         with DEFERRED._lock:
             found = tuple(DEFERRED.collected)
             DEFERRED.collected.clear()
         return found
-
-    def score(
-        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
-    ) -> list[ItemResult]:
-        from evalkit.errors import EvalkitError
-
-        raise EvalkitError(
-            f"task {self.name} runs generated code: score it through evalkit.sandbox"
-        )
-
-    def score_in(
-        self,
-        context: ScoringContext,
-        items: Sequence[Item],
-        responses: Sequence[Sequence[Response]],
-    ) -> list[ItemResult]:
-        return score_by_running(self, context, items, responses)
 
     def score_executed(
         self,
@@ -263,7 +246,7 @@ class LMEvalCodeTask(LMEvalTask):
         with DEFERRED._lock:
             DEFERRED.outcomes = outcomes
         try:
-            results = super().score(items, responses)
+            results = LMEvalTask.score(self, items, responses)
         finally:
             with DEFERRED._lock:
                 DEFERRED.outcomes = None
