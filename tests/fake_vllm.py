@@ -219,16 +219,25 @@ def _common(a: tuple[int, ...], b: list[int]) -> int:
     return n
 
 
+# Checkpoint path -> (tokenizer, model) already loaded: a test module that builds many engines
+# over one checkpoint fills it from a module-scoped fixture (test_vllm_guard.py). The engine
+# never changes the model (eval mode, no grad); empty means one load per engine.
+LOADED: dict[str, tuple[Any, Any]] = {}
+
+
+def load(model: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    hf = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=torch.float32)
+    return tokenizer, hf.eval()
+
+
 class _Engine:
     """The shared state of one fake `LLM`: model, prefix cache, the stale logits buffer."""
 
     def __init__(self, model: str, max_model_len: int | None, prefix_caching: bool) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model, local_files_only=True, dtype=torch.float32
-        ).eval()
+        self.tokenizer, self.model = LOADED.get(str(model)) or load(model)
         window = int(self.model.config.max_position_embeddings)
         self.max_model_len = max_model_len or window
         if self.max_model_len > window and os.environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") != "1":

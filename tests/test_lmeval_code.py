@@ -223,3 +223,19 @@ def test_an_unsafe_task_scored_by_other_means_is_refused(tmp_path: Path) -> None
         load_lmeval_tasks(["hostile"], tmp_path)
     assert "hostile" in str(err.value) and "\n" not in str(err.value)
     assert not marker.exists()
+
+
+def test_both_code_task_kinds_score_only_through_a_sandbox(tasks_dir: Path) -> None:
+    """lm-eval's unsafe tasks and the native code tasks share one refusal: no plain `score`,
+    and `score_in` without a program runner is an error, not a silent run in this process."""
+    from evalkit.errors import EvalkitError
+    from evalkit.tasks.base import ScoringContext
+    from evalkit.tasks.registry import resolve_tasks
+
+    unsafe = load_lmeval_tasks(["humaneval_local"], tasks_dir)[0]
+    (native,) = resolve_tasks(["code_tiny_functions"])
+    for task in (unsafe, native):
+        with pytest.raises(EvalkitError, match="runs generated code: score it through"):
+            task.score([], [])
+        with pytest.raises(EvalkitError, match="runs generated code and the run has no sandbox"):
+            task.score_in(ScoringContext(), [], [])

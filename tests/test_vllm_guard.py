@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,43 @@ from evalkit.backends.vllm_guard import VLLM_TOLERANCE, resolved_model_class
 from evalkit.errors import EvalkitError
 
 
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[Any]:
+    """tiny-base loaded once for the module: the fake engine's model and the guard's plain HF
+    reference (each test used to load both again)."""
+    from evalkit.backends.hf import HFBackend
+
+    key = str(TINY_BASE)
+    fake_vllm.LOADED[key] = fake_vllm.load(key)
+    yield HFBackend(TINY_BASE, device="cpu", dtype="float32", native=False, guard=False)
+    fake_vllm.LOADED.pop(key, None)
+
+
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
+def references(monkeypatch: pytest.MonkeyPatch, loaded: Any) -> list[dict[str, Any]]:
+    """The keyword arguments the guard builds its HF reference with; the reference itself is
+    the module's one (its arguments are checked to be those it was loaded with)."""
+    from evalkit.backends import hf
+
+    seen: list[dict[str, Any]] = []
+
+    def reference(checkpoint: Any, **kw: Any) -> Any:
+        seen.append(kw)
+        assert Path(checkpoint) == Path(TINY_BASE)
+        assert (kw["device"], kw["dtype"], kw["native"], kw["guard"]) == (
+            "cpu",
+            "float32",
+            False,
+            False,
+        )
+        return loaded
+
+    monkeypatch.setattr(hf, "HFBackend", reference)
+    return seen
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, references: list[dict[str, Any]]) -> Any:
     mod = fake_vllm.make_module("new")
     monkeypatch.setitem(sys.modules, "vllm", mod)
     return mod
@@ -28,7 +64,8 @@ def _backend(**kw: Any) -> Any:
     from evalkit.backends.vllm import VLLMBackend, VLLMOptions
 
     guard = kw.pop("guard", True)
-    return VLLMBackend(TINY_BASE, options=VLLMOptions(**kw), guard=guard)
+    trust = kw.pop("trust_remote_code", False)
+    return VLLMBackend(TINY_BASE, options=VLLMOptions(**kw), guard=guard, trust_remote_code=trust)
 
 
 def _groups(backend: Any) -> list[ScoringGroup]:
@@ -113,3 +150,14 @@ def test_the_manifest_carries_the_guard_and_class(fake: Any, tmp_path: Path) -> 
     )
     assert run.manifest["parity_guard"]["status"] == "passed"
     assert run.manifest["backend_settings"]["model_class"] == "LlamaForCausalLM"
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_the_runs_trust_remote_code_reaches_the_engine_and_the_guards_reference(
+    fake: Any, references: list[dict[str, Any]], trust: bool
+) -> None:
+    backend = _backend(trust_remote_code=trust)
+    assert backend.llm.engine_args["trust_remote_code"] is trust
+    backend.score(_groups(backend))
+    assert backend.guard_report["status"] == "passed"
+    assert [kw["trust_remote_code"] for kw in references] == [trust]

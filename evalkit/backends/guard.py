@@ -32,6 +32,31 @@ PER_TOKEN = {"float32": False, "bfloat16": True, "float16": True}
 Reference = Callable[[ScoringGroup], Sequence[Sequence[float]]]
 
 
+def plain_rows(
+    sequences: Sequence[Sequence[int]],
+) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The fewest plain rows whose forwards score every sequence, and each sequence's row.
+
+    In a causal model the hidden state at a position depends only on the tokens up to it, so a
+    sequence that is a prefix of another needs no row of its own: its positions are the longer
+    row's first positions (the argument right padding already rests on). A multiple-choice
+    group with one-token choices (" A", " B", ...) becomes one row, the context, instead of one
+    per choice: the guard's reference cost divided by the number of choices, same numbers.
+    """
+    rows: list[tuple[int, ...]] = []
+    host = [0] * len(sequences)
+    for i in sorted(range(len(sequences)), key=lambda i: -len(sequences[i])):
+        seq = tuple(sequences[i])
+        for r, row in enumerate(rows):
+            if row[: len(seq)] == seq:
+                host[i] = r
+                break
+        else:
+            host[i] = len(rows)
+            rows.append(seq)
+    return rows, host
+
+
 def sample(groups: Sequence[ScoringGroup], k: int) -> list[int]:
     """`k` indices spread evenly over `groups` (first and last included), deterministic."""
     n = len(groups)

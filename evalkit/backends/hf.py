@@ -20,7 +20,7 @@ from evalkit.backends import kv_reuse
 from evalkit.backends.arch import ArchPlan, attn_implementation, native_plan, plan_for
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
 from evalkit.backends.damage import FiniteLogits, check_finite_weights, check_native_shapes
-from evalkit.backends.guard import ParityGuard
+from evalkit.backends.guard import ParityGuard, plain_rows
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
 from evalkit.backends.routing import RouterTap, routed
@@ -295,10 +295,11 @@ class HFBackend:
     def _plain_logprobs(self, group: ScoringGroup) -> list[list[float]]:
         """Per-token log-probs of each continuation by the model's own plain forward of its
         sequence (context + continuation, less its last token): no packing, no position ids,
-        no cache; a group's rows right-padded into one batch under the model's own masks."""
+        no cache; a group's rows right-padded into one batch under the model's own masks, a
+        sequence that is a prefix of another read off the longer row (`guard.plain_rows`)."""
         import torch
 
-        rows = [(list(group.context) + list(c))[:-1] for c in group.continuations]
+        rows, host = plain_rows([(list(group.context) + list(c))[:-1] for c in group.continuations])
         width = max(len(r) for r in rows)
         pad = self._tokenizer.pad_token_id
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -314,7 +315,7 @@ class HFBackend:
             hidden = self._decoder(input_ids=ids).last_hidden_state
             for i, c in enumerate(group.continuations):
                 cols = list(range(n_ctx - 1, n_ctx - 1 + len(c)))
-                out.append(self._token_scores(hidden, [i] * len(c), cols, list(c))[0])
+                out.append(self._token_scores(hidden, [host[i]] * len(c), cols, list(c))[0])
             return out
         # The full model forward (its own head, scaling and softcapping), not the backend's.
         # Logits only from the first scored position on (every row's continuation starts
@@ -327,7 +328,7 @@ class HFBackend:
             logits = self.model(input_ids=ids, attention_mask=attn).logits
             start = n_ctx - 1
         for i, c in enumerate(group.continuations):
-            picked = logits[i, start : start + len(c)].float()
+            picked = logits[host[i], start : start + len(c)].float()
             logprobs = torch.log_softmax(picked, dim=-1)
             target = torch.tensor(c, device=self.device)
             out.append(logprobs[torch.arange(len(c), device=self.device), target].tolist())

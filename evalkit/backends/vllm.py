@@ -259,6 +259,7 @@ class VLLMBackend:
         tokenizer: HFTokenizer | None = None,
         device: str = "auto",
         guard: bool = True,
+        trust_remote_code: bool = False,
     ) -> None:
         try:
             import vllm
@@ -277,7 +278,7 @@ class VLLMBackend:
             raise EvalkitError("the installed vLLM is its CPU build; use --device cpu")
         self.device = "cpu" if on_cpu else "cuda"
         path = Path(checkpoint)
-        self._tokenizer = tokenizer or load_tokenizer(path)
+        self._tokenizer = tokenizer or load_tokenizer(path, trust_remote_code)
         self.checkpoint = path
         self._fingerprint = model_fingerprint(path, self._tokenizer.fingerprint)
         self.features = detect_features(vllm.SamplingParams)
@@ -311,6 +312,8 @@ class VLLMBackend:
             "enable_prefix_caching": opts.enable_prefix_caching,
             # logprob_token_ids may count against it on some releases: room for a full chunk.
             "max_logprobs": max(MAX_CHOICE_IDS, opts.top_k_logprobs),
+            # The run's --trust-remote-code, as the HF backend and the guard's reference get it.
+            "trust_remote_code": trust_remote_code,
         }
         if opts.data_parallel_size > 1:
             kwargs["data_parallel_size"] = opts.data_parallel_size
@@ -365,6 +368,7 @@ class VLLMBackend:
             dtype=self.model_dtype,
             architecture=self.model_class.rsplit(".", 1)[-1],
             max_gib=opts.guard_max_gib,
+            trust_remote_code=trust_remote_code,
         )
 
     def _probe_trace(self) -> ScoringPath:

@@ -88,6 +88,7 @@ class VLLMParityGuard:
         dtype: str,
         architecture: str,
         max_gib: float = DEFAULT_MAX_GIB,
+        trust_remote_code: bool = False,
     ) -> None:
         self.reference_checkpoint = Path(reference_checkpoint)
         self._tokenizer = tokenizer
@@ -95,6 +96,8 @@ class VLLMParityGuard:
         self.dtype = dtype
         self.architecture = architecture
         self.max_gib = max_gib
+        # The reference loads the checkpoint's own code only when the run allows it.
+        self.trust_remote_code = trust_remote_code
         self._guard: ParityGuard | None = None
         self._unavailable: str | None = None
         self._backend: Any = None
@@ -139,6 +142,7 @@ class VLLMParityGuard:
                 tokenizer=self._tokenizer,
                 native=False,
                 guard=False,
+                trust_remote_code=self.trust_remote_code,
             )
         except (ImportError, EvalkitError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

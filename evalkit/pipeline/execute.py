@@ -69,7 +69,12 @@ def load_backend(
 
         opts = parse_options(vllm_options, dtype)
         return VLLMBackend(
-            checkpoint, options=opts, tokenizer=tokenizer, device=device, guard=guard
+            checkpoint,
+            options=opts,
+            tokenizer=tokenizer,
+            device=device,
+            guard=guard,
+            trust_remote_code=trust_remote_code,
         )
     from evalkit.backends.hf import HFBackend
 

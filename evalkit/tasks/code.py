@@ -333,6 +333,12 @@ def score_by_running(
     return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
 
 
+def plain_score_refused(task: ExecutedTask) -> EvalkitError:
+    """The error a task that runs the model's programs raises when scored without the run's
+    sandbox: it scores only through `score_in` (`score_by_running`)."""
+    return EvalkitError(f"task {task.name} runs generated code: score it through evalkit.sandbox")
+
+
 class CodeTask(FromSpec, TaskDefaults):
     needs = Needs(sandbox=True)
 
@@ -461,9 +467,7 @@ class CodeTask(FromSpec, TaskDefaults):
     def score(
         self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
     ) -> list[ItemResult]:
-        raise EvalkitError(
-            f"task {self.name} runs generated code: score it through evalkit.sandbox"
-        )
+        raise plain_score_refused(self)
 
     def score_in(
         self,

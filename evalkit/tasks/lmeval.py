@@ -49,6 +49,7 @@ from evalkit.tasks.base import (
     text_hash,
 )
 from evalkit.tasks.groups import GroupSpec, group_spec
+from evalkit.tasks.lmeval_templates import compiled_once
 from evalkit.tasks.options import RunOptions
 
 SOURCE = "lm-eval"
@@ -475,7 +476,8 @@ class LMEvalTask(TaskDefaults):
             task.set_config(key="num_fewshot", value=0)  # as simple_evaluate does
         task.set_fewshot_seed(seed=self._fewshot_seed)
         try:
-            task.build_all_requests(limit=n_docs, rank=0, world_size=1, cache_requests=False)
+            with compiled_once():
+                task.build_all_requests(limit=n_docs, rank=0, world_size=1, cache_requests=False)
         except EvalkitError:
             raise
         except Exception as exc:
@@ -501,7 +503,8 @@ class LMEvalTask(TaskDefaults):
         if n == 0:
             return []
         built = self._build(n)
-        return [self._item(doc_id, insts) for doc_id, insts in built.items()]
+        with compiled_once():  # targets and choices render templates per document too
+            return [self._item(doc_id, insts) for doc_id, insts in built.items()]
 
     def _requests(self, insts: Sequence[Any]) -> tuple[Request, ...]:
         return tuple(_to_request(self.name, inst, self._sample_seed) for inst in insts)
@@ -543,6 +546,12 @@ class LMEvalTask(TaskDefaults):
 
     # -- scoring -----------------------------------------------------------------------------
     def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        with compiled_once():  # process_results renders targets and choices per document
+            return self._score(items, responses)
+
+    def _score(
         self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
     ) -> list[ItemResult]:
         if len(items) != len(responses):

@@ -28,7 +28,7 @@ import numpy as np
 
 from evalkit.requests import Response
 from evalkit.tasks.base import Item, ItemResult, MetricSpec, Needs, ScoringContext
-from evalkit.tasks.code import Execution, score_by_running
+from evalkit.tasks.code import Execution, plain_score_refused, score_by_running
 from evalkit.tasks.lmeval import LMEvalTask
 
 # code_eval's defaults: compute(..., k=[1, 10, 100], timeout=3.0).
@@ -225,7 +225,7 @@ class LMEvalCodeTask(LMEvalTask):
         with DEFERRED._lock:
             DEFERRED.collected.clear()
             DEFERRED.outcomes = None
-        super().score([item], [responses])
+        LMEvalTask.score(self, [item], [responses])  # lm-eval's scoring, not the refusal
         with DEFERRED._lock:
             found = tuple(DEFERRED.collected)
             DEFERRED.collected.clear()
@@ -234,11 +234,7 @@ class LMEvalCodeTask(LMEvalTask):
     def score(
         self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
     ) -> list[ItemResult]:
-        from evalkit.errors import EvalkitError
-
-        raise EvalkitError(
-            f"task {self.name} runs generated code: score it through evalkit.sandbox"
-        )
+        raise plain_score_refused(self)
 
     def score_in(
         self,
@@ -263,7 +259,7 @@ class LMEvalCodeTask(LMEvalTask):
         with DEFERRED._lock:
             DEFERRED.outcomes = outcomes
         try:
-            results = super().score(items, responses)
+            results = LMEvalTask.score(self, items, responses)
         finally:
             with DEFERRED._lock:
                 DEFERRED.outcomes = None
