@@ -177,6 +177,7 @@ def score(
     seed: int | None = None,
     routing: bool = True,
     task_kinds: Sequence[TaskKind] = (),
+    routing_only: bool = False,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -193,7 +194,8 @@ def score(
     Hugging Face cache (`evalkit.hub`); `trust_remote_code` allows a checkpoint's own code.
     `num_fewshot`, `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options
     (`evalkit.tasks.options`). An MoE checkpoint's router decisions go to `routing.parquet`
-    (`evalkit.routing_run`) unless `routing=False`. `task_kinds` adds a caller's own task
+    (`evalkit.routing_run`) unless `routing=False`; `routing_only=True` runs only the forwards
+    routing needs and writes no scores. `task_kinds` adds a caller's own task
     kinds to the built-in table (`evalkit.tasks.kinds`; docs/tasks.md, "Adding a task kind").
     """
     started = time.time()
@@ -304,6 +306,18 @@ def score(
 
     engine = Engine(model, cache, EngineOptions(truncation=truncation, progress=progress))
     moe = routing_run.start(model, routing, ckpt if isinstance(backend, str) else None)
+    if routing_only:  # the forwards routing reads, no scores (routing_run.routing_only)
+        if cache is not None:
+            cache.close()
+        label = f"{suite_obj.name if suite_obj is not None else 'tasks'}-routing"
+        facts = routing_run.RunFacts(
+            ckpt, suite, limit, dtype, truncation, bseed, started, load_seconds, prov
+        )
+        dest = Path(out) if out is not None else _default_out(ckpt, label)
+        path, info, stats = routing_run.routing_only(
+            moe, model, task_objs, items, dest, facts, progress=progress
+        )
+        return ScoreRun(path, [], stats, {}, info)
     t_run = time.time()
     try:
         result, task_objs, items = skips.run(engine, task_objs, items)

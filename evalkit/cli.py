@@ -115,6 +115,13 @@ def score(
             help="Skip an MoE checkpoint's routing statistics (routing.parquet, docs/moe.md).",
         ),
     ] = False,
+    routing_only: Annotated[
+        bool,
+        typer.Option(
+            "--routing-only",
+            help="MoE: run only the forwards routing needs; routing.parquet, no scores.",
+        ),
+    ] = False,
     revision: Annotated[
         str | None,
         typer.Option(help="Hub revision (branch, tag or commit) of a hub-id checkpoint."),
@@ -173,6 +180,7 @@ def score(
             strict_suite=strict_suite,
             guard=not no_guard,
             routing=not no_routing,
+            routing_only=routing_only,
             revision=revision,
             trust_remote_code=trust_remote_code,
             num_fewshot=num_fewshot,
