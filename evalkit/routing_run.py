@@ -99,12 +99,17 @@ def _sum_units(tap: RouterTap, units: Sequence[tuple[Any, Any]]) -> Any:
 
 
 def _recompute(
-    tap: RouterTap, model: Backend, requests: Sequence[Request], truncation: Truncation
+    tap: RouterTap,
+    model: Backend,
+    requests: Sequence[Request],
+    truncation: Truncation,
+    units: Mapping[str, Sequence[Any]] | None = None,
 ) -> int:
     """Score again (no cache) the requests whose units the tap has not seen (the cache hits);
-    their count."""
+    their count. `units`: the requests' units if already planned (planning is not free)."""
     engine = Engine(model, None, EngineOptions(truncation=truncation, progress=False))
-    units = engine.units(requests)
+    if units is None:
+        units = engine.units(requests)
     missing = {
         r.hash: r for r in requests if any(u not in tap.counts for u in units.get(r.hash, ()))
     }
@@ -154,7 +159,7 @@ def finish(
         units_of = planner.units(requests)
         t_again = time.time()
         scored = [r for r in requests if units_of.get(r.hash)]
-        recomputed = _recompute(tap, model, scored, truncation)
+        recomputed = _recompute(tap, model, scored, truncation, units_of)
         recompute_seconds = time.time() - t_again
         routed: list[RoutedItem] = []
         for t in tasks:
@@ -170,8 +175,9 @@ def finish(
                 name: [RollingLoglikelihood(x) for x in texts] for name, texts in docs.items()
             }
             flat = [r for rs in slice_req.values() for r in rs]
-            _recompute(tap, model, flat, "left")  # never cached: the run did not score them
             doc_units = planner.units(flat)
+            # Never cached: the run did not score them.
+            _recompute(tap, model, flat, "left", doc_units)
             slice_items = [
                 RoutedItem({"slice": name}, _sum_units(tap, doc_units[r.hash]))
                 for name, rs in slice_req.items()
