@@ -65,6 +65,7 @@ def score(
     seed: int | None = None,
     routing: bool = True,
     task_kinds: Sequence[TaskKind] = (),
+    routing_only: bool = False,
 ) -> ScoreRun:
     """Score `checkpoint` on a suite or a list of tasks and write an immutable run directory.
 
@@ -80,7 +81,8 @@ def score(
     `strict_suite=True` makes that an error. `guard=False` skips the parity guard.
     `checkpoint` may be a hub id `ORG/NAME[@REVISION]` (or `revision=`). `num_fewshot`,
     `gen_kwargs` (lm-eval's `key=value,...`) and `seed` are lm-eval's options. An MoE
-    checkpoint's router decisions go to `routing.parquet` unless `routing=False`.
+    checkpoint's router decisions go to `routing.parquet` unless `routing=False`;
+    `routing_only=True` runs only the forwards routing needs and writes no scores.
     """
     config = RunConfig(
         checkpoint=str(checkpoint),
@@ -108,6 +110,7 @@ def score(
         else gen_kwargs or {},
         seed=seed,
         routing=routing,
+        routing_only=routing_only,
     )
     output = Output(
         out=None if out is None else Path(out),

@@ -44,6 +44,7 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "strict_suite": (Annotated[bool, typer.Option("--strict-suite", help="Stop on a task that cannot run on this checkpoint (default: skip it, loudly).")], False),
     "no_guard": (Annotated[bool, typer.Option("--no-guard", help="Skip the parity guard (fast path vs the model's plain forward on a sample).")], False),
     "no_routing": (Annotated[bool, typer.Option("--no-routing", help="Skip an MoE checkpoint's routing statistics (routing.parquet, docs/moe.md).")], False),
+    "routing_only": (Annotated[bool, typer.Option("--routing-only", help="MoE: run only the forwards routing needs; routing.parquet, no scores.")], False),
     "revision": (Annotated[str | None, typer.Option(help="Hub revision (branch, tag or commit) of a hub-id checkpoint.")], None),
     "trust_remote_code": (Annotated[bool, typer.Option("--trust-remote-code", help="Allow a checkpoint's own model code (auto_map).")], False),
     "num_fewshot": (Annotated[int | None, typer.Option(help="Few-shot examples for lm-eval tasks (native: if their spec allows).")], None),

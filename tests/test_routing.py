@@ -5,7 +5,8 @@
   tables must report exactly that routing, and a specialisation far above its null.
 - A random-weight Mixtral scored on two "families" drawn from the same text distribution: the
   specialisation interval must cover the permutation null (negative control).
-- Packed and one-by-one scoring count the same routing; so does a cache-warm rerun (refill).
+- Packed, one-by-one, plain-row and KV-reuse scoring count the same routing; cache hits are
+  recomputed, counted, and give a cold run's table.
 """
 
 from __future__ import annotations
@@ -281,32 +282,84 @@ def test_packed_and_one_by_one_count_the_same_routing(
     packed = counts(backend, [groups])
     singles = [[ScoringGroup(g.context, (c,))] for g in groups for c in g.continuations]
     alone = counts(backend, singles)
-    # An MoE evalkit does not pack (OLMoE, DeepSeek, ...) takes the unpacked path, where the
-    # KV-reuse pass would bypass the router tap: routing must still see every scored token.
+    # An MoE evalkit does not pack (OLMoE, DeepSeek, ...) takes the unpacked path: a group's
+    # context runs once and its continuations over the KV cache (two forwards per unit), and
+    # the tap must add both up to what the plain row counts.
     from evalkit.backends import kv_reuse
 
     backend.plan = dataclasses.replace(backend.plan, path="unpacked", kv_reuse=kv_reuse.ON)
+    reused: list[int] = []
+    score_reused = backend._score_reused
+
+    def spy(group: ScoringGroup) -> Any:
+        reused.append(len(group.continuations))
+        return score_reused(group)
+
+    backend._score_reused = spy  # type: ignore[method-assign]
     unpacked = counts(backend, [groups])
+    assert sum(reused) == sum(len(g.continuations) for g in groups if len(g.continuations) > 1)
+    backend.plan = dataclasses.replace(backend.plan, kv_reuse="off (test)")
+    rows = counts(backend, [groups])  # the plain path: one row per continuation
     n_units = sum(len(g.continuations) for g in groups)
-    assert len(packed) == len(alone) == len(unpacked) == n_units
+    assert len(packed) == len(alone) == len(unpacked) == len(rows) == n_units
     for unit, c in packed.items():
         np.testing.assert_array_equal(c, alone[unit])
         np.testing.assert_array_equal(c, unpacked[unit])
+        np.testing.assert_array_equal(c, rows[unit])
         # top-2 per predicting position: 2 x continuation length choices per layer
         assert (c.sum(axis=1) == 2 * len(unit[1])).all()
 
 
-def test_a_cache_warm_rerun_refills_the_same_routing(hand_moe: Path, tmp_path: Path) -> None:
-    tdir = _tasks(tmp_path / "t", _class_docs(seed=1))
-    cache = tmp_path / "cache"
-    cold = _score(hand_moe, tdir, tmp_path / "cold", use_cache=True, cache_dir=cache)
-    warm = _score(hand_moe, tdir, tmp_path / "warm", use_cache=True, cache_dir=cache)
-    assert cold.manifest["routing"]["refilled_requests"] == 0
+def test_cache_hits_are_recomputed_and_counted(hand_moe: Path, tmp_path: Path) -> None:
+    """The rule (routing_run.py): the cache holds no routing, so every request it answered is
+    scored again with the tap on, counted; the table equals a cold run's."""
+    docs = _class_docs(seed=1)
+    both = _tasks(tmp_path / "both", docs)
+    digits = _tasks(tmp_path / "digits", {"digits": docs["digits"]})
+    cache = {"use_cache": True, "cache_dir": tmp_path / "cache"}
+    cold = _score(hand_moe, both, tmp_path / "cold")  # no cache at all
+    first = _score(hand_moe, digits, tmp_path / "first", **cache)
+    assert first.manifest["routing"]["recomputed_requests"] == 0
+    half = _score(hand_moe, both, tmp_path / "half", **cache)  # digits cached, letters not
+    engine = half.manifest["engine"]
+    assert 0 < engine["reused"] < engine["unique"]
+    assert half.manifest["routing"]["recomputed_requests"] == engine["reused"]
+    warm = _score(hand_moe, both, tmp_path / "warm", **cache)
     assert warm.manifest["engine"]["computed"] == 0
-    assert warm.manifest["routing"]["refilled_requests"] > 0
+    assert warm.manifest["routing"]["recomputed_requests"] == warm.manifest["engine"]["unique"]
+    assert warm.manifest["routing"]["recompute_seconds"] > 0
     a = pd.read_parquet(cold.path / ROUTING)
-    b = pd.read_parquet(warm.path / ROUTING)
-    pd.testing.assert_frame_equal(a, b)
+    for run in (half, warm):
+        pd.testing.assert_frame_equal(a, pd.read_parquet(run.path / ROUTING))
+
+
+def test_routing_only_runs_just_the_forwards_routing_needs(
+    hand_moe: Path, random_ckpt: Path, tmp_path: Path
+) -> None:
+    from evalkit.errors import EvalkitError
+    from evalkit.store import read_run
+
+    tdir = _tasks(tmp_path / "t", _class_docs(seed=2))
+    (tdir / "digits_gen.yaml").write_text(
+        "name: digits_gen\nfamily: digits\nversion: 1\nkind: generate\n"
+        'docs: {path: digits.jsonl}\nprompt: "{ctx}"\ntarget: "{cont}"\nmax_tokens: 3\n'
+    )
+    full = _score(hand_moe, tdir, tmp_path / "full")
+    only = _score(hand_moe, tdir, tmp_path / "only", routing_only=True)
+    assert only.manifest.config is not None and only.manifest.config.routing_only  # re-runnable
+    assert full.stats.generated_jobs > 0  # the control: a full run generates
+    assert only.stats.generated_jobs == 0 and only.manifest["routing_only"] is True
+    assert only.stats.computed == full.stats.computed - full.stats.generated_jobs
+    assert only.rows == () and only.manifest["routing"]["recomputed_requests"] == 0
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(full.path / ROUTING), pd.read_parquet(only.path / ROUTING)
+    )
+    data = read_run(only.path)
+    assert len(data.samples) == 0 and len(data.rows) == 0
+    with pytest.raises(EvalkitError, match="routing-only"):
+        _score(random_ckpt, tdir, tmp_path / "dense", routing_only=True)
+    with pytest.raises(EvalkitError, match="no-routing"):
+        _score(hand_moe, tdir, tmp_path / "off", routing_only=True, routing=False)
 
 
 def test_no_routing_and_dense_models(hand_moe: Path, random_ckpt: Path, tmp_path: Path) -> None:

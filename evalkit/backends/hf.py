@@ -23,7 +23,7 @@ from evalkit.backends.damage import FiniteLogits, check_finite_weights, check_na
 from evalkit.backends.guard import ParityGuard, plain_rows
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.llama_native import load_native, native_config
-from evalkit.backends.routing import RouterTap, routed
+from evalkit.backends.routing import RouterTap, grouped, routed
 from evalkit.errors import EvalkitError
 from evalkit.fingerprint import TOKENIZER_FILES, model_fingerprint, tokenizer_fingerprint
 
@@ -451,9 +451,6 @@ class HFBackend:
             i
             for i, g in enumerate(groups)
             if self.plan.kv_reuse == kv_reuse.ON
-            # The router tap counts tokens of plain rows only (routing.py), so a routed run
-            # scores each continuation as its own row rather than miss the reused ones.
-            and self.routing is None
             and len(g.continuations) > 1
             # Length-dependent RoPE: frequencies follow the forward's largest position.
             and (limit is None or g.longest_branch <= limit)
@@ -476,14 +473,28 @@ class HFBackend:
 
     def _score_reused(self, group: ScoringGroup) -> tuple[TokenScore, ...]:
         """One context pass; every continuation's first token from its last position, the
-        other tokens as a right-padded batch over the (repeated) cache."""
+        other tokens as a right-padded batch over the (repeated) cache. An MoE's routing adds
+        up over both passes per continuation (the context's last position once for each), as
+        its plain row would count it (`routing.py`)."""
+        with grouped(self.routing):
+            return self._score_reused_passes(group)
+
+    def _score_reused_passes(self, group: ScoringGroup) -> tuple[TokenScore, ...]:
         import copy
 
         import torch
 
         n_ctx = len(group.context)
         conts = group.continuations
-        hidden, cache = self._context_pass(group.context)
+        ctx = group.context
+        with routed(
+            self.routing,
+            n_ctx,
+            [0] * len(conts),
+            [n_ctx - 1] * len(conts),
+            lambda: [(ctx, c) for c in conts],
+        ):
+            hidden, cache = self._context_pass(ctx)
         first_lp, first_hit = self._token_scores(
             hidden, [0] * len(conts), [n_ctx - 1] * len(conts), [c[0] for c in conts]
         )
@@ -512,12 +523,16 @@ class HFBackend:
                 r_idx.extend([r] * len(body))
                 cols.extend(range(len(body)))
                 targets.extend(conts[i][1:])
-            out = self._decoder(
-                input_ids=ids.to(self.device),
-                attention_mask=attn.to(self.device),
-                past_key_values=past,
-                use_cache=True,
-            )
+            owners = lambda rows=rows: [  # noqa: E731
+                (ctx, conts[i]) for i in rows for _ in range(len(conts[i]) - 1)
+            ]
+            with routed(self.routing, width, r_idx, cols, owners):
+                out = self._decoder(
+                    input_ids=ids.to(self.device),
+                    attention_mask=attn.to(self.device),
+                    past_key_values=past,
+                    use_cache=True,
+                )
             lps, hits = self._token_scores(out.last_hidden_state, r_idx, cols, targets)
             at = 0
             for i in rows:

@@ -11,6 +11,10 @@ tokens; the last continuation token is never fed). A packed row shares the conte
 position between continuations; it is counted once per continuation, exactly as if every
 continuation had been scored alone, so counts do not depend on packing.
 
+A unit scored over several forwards (the KV-reuse pass: the context alone, then the
+continuations over its cache) is counted inside `grouped`: each forward's choices add up, and
+the unit is committed once at the end, so it holds what one plain row of it would.
+
 Counts are kept per (context, continuation) unit; the caller maps units back to items.
 """
 
@@ -80,6 +84,8 @@ class RouterTap:
         self._flat: Any = None
         self._owners: list[Unit] = []
         self._picked: dict[int, Any] = {}
+        # Inside `group`: the forwards' counts, summed per unit until the group ends.
+        self._pending: dict[Unit, Any] | None = None
         self._handles = [
             s.module.register_forward_hook(self._hook(slot)) for slot, s in enumerate(self.sites)
         ]
@@ -133,6 +139,20 @@ class RouterTap:
             self._owners = []
             self._picked = {}
 
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """The scopes inside score parts of the same units: their counts add up, and each
+        unit is committed once when the group ends (not at all if it fails)."""
+        if self._pending is not None:
+            raise RuntimeError("router tap groups do not nest")
+        self._pending = {}
+        try:
+            yield
+            for unit, c in self._pending.items():
+                self.counts.setdefault(unit, c)
+        finally:
+            self._pending = None
+
     def _commit(self) -> None:
         import numpy as np
 
@@ -151,6 +171,11 @@ class RouterTap:
             if self.top_k is None:
                 self.top_k = k
             np.add.at(out[:, slot, :], (np.repeat(owner_ix, k), chosen.reshape(-1)), 1)
+        if self._pending is not None:
+            for unit, i in index.items():
+                before = self._pending.get(unit)
+                self._pending[unit] = out[i] if before is None else before + out[i]
+            return
         for unit, i in index.items():
             if unit in self.counts:
                 continue  # a unit scored twice (a cache miss and a refill) counts once
@@ -171,4 +196,14 @@ def routed(
         yield
         return
     with tap.scope(width, rows, cols, owners()):
+        yield
+
+
+@contextmanager
+def grouped(tap: RouterTap | None) -> Iterator[None]:
+    """`tap.group()`, or nothing without a tap."""
+    if tap is None:
+        yield
+        return
+    with tap.group():
         yield

@@ -39,7 +39,8 @@ class RunConfig:
     `chat_template` prompts through the tokenizer's chat template; `sandbox` the isolation of
     generated code; `haystack` the filler of needle tasks; `strict_suite` a task that cannot
     run is an error; `guard` the parity guard; `revision`/`trust_remote_code` hub options;
-    `num_fewshot`/`gen_kwargs`/`seed` lm-eval's options; `routing` an MoE's router stats."""
+    `num_fewshot`/`gen_kwargs`/`seed` lm-eval's options; `routing` an MoE's router stats;
+    `routing_only` only the forwards routing reads (routing.parquet, no scores)."""
 
     checkpoint: str
     suite: str | None = None
@@ -64,6 +65,7 @@ class RunConfig:
     gen_kwargs: Mapping[str, Any] = field(default_factory=dict)
     seed: int | None = None
     routing: bool = True
+    routing_only: bool = False
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -97,7 +99,7 @@ class RunConfig:
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
 _STR = ("checkpoint", "backend", "device", "dtype", "truncation", "sandbox")
 _OPT_STR = ("suite", "tasks_dir", "provenance", "haystack", "revision")
-_BOOL = ("chat_template", "strict_suite", "guard", "trust_remote_code", "routing")
+_BOOL = ("chat_template", "strict_suite", "guard", "trust_remote_code", "routing", "routing_only")
 _OPT_INT = ("limit", "token_budget", "num_fewshot", "seed")
 
 
@@ -147,6 +149,8 @@ def _check(c: RunConfig) -> None:
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise EvalkitError(f"run setting {name}: expected a whole number, got {value!r}")
+    if c.routing_only and not c.routing:
+        raise EvalkitError("--routing-only needs the routing statistics: drop --no-routing")
     if (c.suite is None) == (not c.tasks):
         raise EvalkitError("give exactly one of a suite or a list of tasks")
     if c.limit is not None and c.limit < 1:

@@ -90,37 +90,42 @@ def load_backend(
     )
 
 
+def load_model(plan: Plan) -> tuple[Backend, float, Mapping[str, int] | None]:
+    """The plan's backend, loaded (or the caller's own): (backend, load seconds, vocabulary
+    facts of a checkpoint, said once the weights are known to match the config)."""
+    c = plan.config
+    t_load = time.time()
+    if not isinstance(plan.backend, str):
+        return plan.backend, time.time() - t_load, None
+    model = load_backend(
+        plan.checkpoint,
+        plan.backend,
+        c.device,
+        c.dtype,
+        c.token_budget,
+        plan.text_tokenizer,
+        plan.window,
+        c.vllm_options,
+        guard=c.guard,
+        trust_remote_code=c.trust_remote_code,
+    )
+    load_seconds = time.time() - t_load
+    vocab = vocabulary_facts(plan.checkpoint, plan.text_tokenizer.vocab_size)
+    warning = vocabulary_warning(plan.checkpoint, vocab)
+    if warning:
+        print(warning, file=sys.stderr)
+    return model, load_seconds, vocab
+
+
 def execute(plan: Plan) -> Execution:
     c, out = plan.config, plan.output
     cache = open_cache(out.cache_dir, out.use_cache)
-    t_load = time.time()
     try:
-        if isinstance(plan.backend, str):
-            model = load_backend(
-                plan.checkpoint,
-                plan.backend,
-                c.device,
-                c.dtype,
-                c.token_budget,
-                plan.text_tokenizer,
-                plan.window,
-                c.vllm_options,
-                guard=c.guard,
-                trust_remote_code=c.trust_remote_code,
-            )
-        else:
-            model = plan.backend
+        model, load_seconds, vocab = load_model(plan)
     except BaseException:
         if cache is not None:
             cache.close()
         raise
-    load_seconds = time.time() - t_load
-    vocab: dict[str, int] | None = None
-    if isinstance(plan.backend, str):  # said once the weights are known to match the config
-        vocab = vocabulary_facts(plan.checkpoint, plan.text_tokenizer.vocab_size)
-        warning = vocabulary_warning(plan.checkpoint, vocab)
-        if warning:
-            print(warning, file=sys.stderr)
     options = EngineOptions(truncation=c.truncation, progress=out.progress)  # type: ignore[arg-type]
     engine = Engine(model, cache, options)
     own = plan.checkpoint if isinstance(plan.backend, str) else None

@@ -81,7 +81,8 @@ class Plan:
     @property
     def label(self) -> str:
         label = self.suite.name if self.suite is not None else "tasks"
-        return label + "-chat" if self.config.chat_template else label
+        label = label + "-chat" if self.config.chat_template else label
+        return label + "-routing" if self.config.routing_only else label
 
 
 def resolve_backend(backend: str, device: str) -> str:

@@ -14,6 +14,7 @@ from evalkit.engine import EngineStats
 from evalkit.pipeline.config import RunConfig
 from evalkit.pipeline.execute import execute
 from evalkit.pipeline.plan import Output, Runtime, plan
+from evalkit.pipeline.routing_only import run_routing_only
 from evalkit.pipeline.score_items import score_items
 from evalkit.pipeline.write import build_manifest, write
 from evalkit.schema import Manifest, ScoreRow, manifest_from_json
@@ -33,6 +34,9 @@ class ScoreRun:
 
 def run(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtime()) -> ScoreRun:
     planned = plan(config, output, runtime)
+    if config.routing_only:  # an MoE's routing alone: no scores (docs/moe.md)
+        path, info, stats = run_routing_only(planned)
+        return ScoreRun(path, (), stats, {}, manifest_from_json(info, str(path)))
     executed = execute(planned)
     scored = score_items(executed)
     rows = aggregate(executed.tasks, scored.results, planned.seed)

@@ -14,6 +14,7 @@ from typing import Any
 
 from evalkit import __version__, routing_run
 from evalkit.pipeline.execute import Execution
+from evalkit.pipeline.plan import Plan
 from evalkit.pipeline.score_items import ItemScores
 from evalkit.run_facts import backend_facts
 from evalkit.schema import ScoreRow, manifest_from_json
@@ -52,9 +53,8 @@ def hardware(device: str) -> dict[str, Any]:
     return info
 
 
-def run_path(execution: Execution) -> Path:
+def run_path(plan: Plan) -> Path:
     """The run directory: the one asked for, else runs/<checkpoint>-<label>-<time>."""
-    plan = execution.plan
     if plan.output.out is not None:
         return Path(plan.output.out)
     named = Path(str(plan.hub["repo_id"]).replace("/", "--")) if plan.hub else plan.checkpoint
@@ -150,7 +150,7 @@ def write(
     execution: Execution, scored: ItemScores, rows: Sequence[ScoreRow], manifest: dict[str, Any]
 ) -> Path:
     """The run directory, after the manifest is checked against the schema it claims."""
-    out = run_path(execution)
+    out = run_path(execution.plan)
     manifest_from_json(manifest, str(out))  # the writer's own check of the schema
     frame = execution.routing_frame
     extra = {routing_run.ROUTING: frame} if frame is not None else None
