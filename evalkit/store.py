@@ -145,11 +145,13 @@ class RunData:
         return self.manifest
 
 
-def is_run(path: Path) -> bool:
+def is_run(path: str | os.PathLike[str]) -> bool:
+    path = Path(path)
     return (path / MANIFEST).is_file() and (path / SCORES).is_file()
 
 
-def read_run(path: Path) -> RunData:
+def read_run(path: str | os.PathLike[str]) -> RunData:
+    path = Path(path)
     raw = _read_json(path)
     version = migrate.check_version(raw, str(path))
     manifest = migrate.upgrade_manifest(raw, version)
@@ -198,8 +200,9 @@ def _flat_samples(frame: Any, where: str) -> tuple[Any, tuple[str, ...], tuple[s
     return flat, names[0], names[1]
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """manifest.json as the current version (an older manifest migrated)."""
+    path = Path(path)
     raw = _read_json(path)
     return migrate.upgrade_manifest(raw, migrate.check_version(raw, str(path)))
 

@@ -12,7 +12,7 @@ from evalkit.errors import EvalkitError
 from evalkit.provenance import find_provenance, load_provenance
 from evalkit.schema import SCHEMA_VERSION, ScoreRow
 from evalkit.stats import mean_ci
-from evalkit.store import list_runs, read_run, samples_frame, scores_frame, write_run
+from evalkit.store import list_runs, read_manifest, read_run, samples_frame, scores_frame, write_run
 from evalkit.tasks.base import ItemResult, MetricSpec
 
 
@@ -45,6 +45,8 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     assert (row.task, row.metric, row.n, row.level, row.primary) == ("t", "acc", 10, "task", True)
     assert row.ci_low <= row.value == 0.5 <= row.ci_high
     assert list_runs(tmp_path) == [out]
+    # A path given as text reads the same (a Python caller's string, not a traceback).
+    assert read_run(str(out)).rows == run.rows and read_manifest(str(out)) == manifest
 
 
 def test_an_existing_run_is_never_overwritten(tmp_path: Path) -> None:
