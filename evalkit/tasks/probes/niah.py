@@ -48,6 +48,7 @@ from evalkit.tasks.probes.haystack import (
     noise_haystack,
     prose_haystack,
 )
+from evalkit.tasks.specs import FromSpec
 
 WINDOW = "window"  # in `lengths`: the model's own window
 DEFAULT_THRESHOLD = 0.85
@@ -73,7 +74,9 @@ def effective_length(recall_by_length: Mapping[int, float], threshold: float) ->
     return best
 
 
-class NiahTask(TaskDefaults):
+class NiahTask(FromSpec, TaskDefaults):
+    spec: ProbeSpec
+
     needs = Needs(haystack=True)
 
     source = "native"
@@ -130,18 +133,6 @@ class NiahTask(TaskDefaults):
         self.skipped: dict[int, tuple[int, str]] = {}  # length -> (items skipped, why)
 
     # -- Task protocol ---------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def family(self) -> str:
-        return self.spec.family
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
-
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
         base = (MetricSpec("recall"), MetricSpec("value_ll"), MetricSpec("value_ll_gain"))

@@ -37,6 +37,7 @@ from evalkit.tasks.probes.common import (
     ols_slope,
 )
 from evalkit.tasks.probes.niah import NiahTask
+from evalkit.tasks.specs import FromSpec
 from evalkit.tasks.templates import Renderer
 
 DEFAULT_KS: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
@@ -46,7 +47,9 @@ def _tag(value: Any) -> TagValue:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-class _Probe(TaskDefaults):
+class _Probe(FromSpec, TaskDefaults):
+    spec: ProbeSpec
+
     source = "native"
     keys: frozenset[str] = frozenset()
     required: frozenset[str] = frozenset()
@@ -66,18 +69,6 @@ class _Probe(TaskDefaults):
                 f"{', '.join(sorted(missing))}"
             )
         self.r = Renderer(spec.name)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def family(self) -> str:
-        return self.spec.family
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
