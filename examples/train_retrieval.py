@@ -69,9 +69,12 @@ PROSE_SEEDS = range(10**6, 10**6 + 64)
 class Docs:
     """Needle documents as token ids with a loss mask, drawn from one seeded stream."""
 
-    def __init__(self, tokenizer_dir: Path, seed: int) -> None:
+    def __init__(self, tokenizer_dir: Path, seed: int, noise_frac: float = 0.5) -> None:
         from tokenizers import Tokenizer
 
+        # share of needle documents whose haystack is RULER's repeated noise sentences (the rest:
+        # prose); the repeated noise is the harder haystack for a copier (it invites copying it)
+        self.noise_frac = noise_frac
         self.tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         self.bos = self.tok.token_to_id("<|bos|>")
         self.pad = self.tok.token_to_id("<|pad|>")
@@ -140,7 +143,7 @@ class Docs:
         slots = sorted(rng.random() for _ in needles)  # relative places, kept as the text shrinks
         if variant == "multivalue":
             answers = [v for _, v in needles]  # in the order the context gives them
-        hay = NOISE_SENTENCES if rng.random() < 0.5 else rng.choice(self.prose)
+        hay = NOISE_SENTENCES if rng.random() < self.noise_frac else rng.choice(self.prose)
         start = rng.randrange(len(hay))
         question = (QUESTION_ONE if len(answers) == 1 else QUESTION_ALL).format(
             keys=join_keys(asked)
@@ -278,6 +281,26 @@ def save(model: Any, tokenizer_dir: Path, out: Path, prov: dict[str, Any]) -> No
     (out / "provenance.yaml").write_text(yaml.safe_dump(prov, sort_keys=False), encoding="utf-8")
 
 
+def insert_identity_layers(model: Any, at: list[int]) -> None:
+    """Grow the model deeper without changing what it computes: each new decoder layer goes in
+    at index `at[i]` with its attention output and MLP down projections zeroed, so it adds
+    nothing to the residual stream until training moves those weights (gradients reach them at
+    once; the rest of the layer follows). Gives a converged small model room for a composition
+    it lacks (here: matching two previous tokens when a digit recurs in a value)."""
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    layers = list(model.model.layers)
+    for index in sorted(at):
+        new = LlamaDecoderLayer(model.config, layer_idx=index)
+        torch.nn.init.zeros_(new.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(new.mlp.down_proj.weight)
+        layers.insert(index, new)
+    for i, layer in enumerate(layers):
+        layer.self_attn.layer_idx = i  # the KV cache is indexed by it
+    model.model.layers = torch.nn.ModuleList(layers)
+    model.config.num_hidden_layers = len(layers)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
@@ -317,18 +340,32 @@ def main() -> None:
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--after", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rope-theta", type=float, help="set the loaded model's RoPE base")
+    p.add_argument("--noise-frac", type=float, default=0.5, help="share of noise haystacks")
+    p.add_argument(
+        "--insert-layer",
+        type=int,
+        action="append",
+        default=[],
+        help="grow the loaded model: a function-preserving new layer at this index (repeatable)",
+    )
     a = p.parse_args()
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    docs = Docs(a.tokenizer, a.seed)
+    docs = Docs(a.tokenizer, a.seed, a.noise_frac)
     start_tokens = dict.fromkeys(DOMAINS, 0)
     start_step, parent = 0, None
     source = a.resume_from or a.init
     if source is not None:
-        model = LlamaForCausalLM.from_pretrained(source, dtype=torch.float32)
+        cfg = LlamaConfig.from_pretrained(source)
+        if a.rope_theta is not None:
+            # a new RoPE base, trained into (not bolted on): slower rotations keep more of a
+            # 16-dim head's frequency pairs usable for matching content across L tokens
+            cfg.rope_parameters = {**cfg.rope_parameters, "rope_theta": a.rope_theta}
+        model = LlamaForCausalLM.from_pretrained(source, config=cfg, dtype=torch.float32)
         parent = str(source)
         if a.resume_from is not None:
             prov = yaml.safe_load((a.resume_from / "provenance.yaml").read_text())
@@ -337,6 +374,8 @@ def main() -> None:
             start_step = int(prov["checkpoint"]["step"])  # steps and tokens go on counting
         # RoPE has no position parameters: the window is the config's to declare.
         model.config.max_position_embeddings = a.window
+        if a.insert_layer:
+            insert_identity_layers(model, a.insert_layer)
     else:
         base = json.loads((a.tokenizer / "config.json").read_text())
         cfg = LlamaConfig(
