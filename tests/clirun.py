@@ -10,18 +10,20 @@ as the real process would print it, so "no traceback, one line" checks keep thei
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import traceback
 from pathlib import Path
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     from typer.testing import CliRunner
 
     from evalkit.cli import app
 
     argv = [str(a) for a in args]
-    res = CliRunner().invoke(app, argv)
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        res = CliRunner().invoke(app, argv)
     stderr = res.stderr
     if res.exc_info is not None and not isinstance(res.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*res.exc_info))
