@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -192,16 +191,22 @@ def _task_manager(names: Sequence[str], tasks_dir: Path | None) -> Any:
     return TaskManager(include_path=str(tasks_dir))
 
 
-@functools.cache
+# The one TaskManager over lm-eval's own registry, made on first use (see _registry_manager).
+_REGISTRY: dict[str, Any] = {}
+
+
 def _registry_manager() -> Any:
     """lm-eval's own registry, indexed once a process: the index parses its ~14,000 YAML files
-    (15-30 s on a 2-core machine), which a training loop or a session scoring lm-eval tasks
-    again and again paid on every call. The installed registry does not change under a running
-    process and loading reads the index without writing it (configs are deep-copied), so one
-    index serves every call. A user's `tasks_dir` can change between calls: never cached."""
-    from lm_eval.tasks import TaskManager
+    (tens of seconds on a loaded 2-core machine), which a training loop or a session scoring
+    lm-eval tasks again and again paid on every call. The installed registry does not change
+    under a running process and loading reads the index without writing it (configs are
+    deep-copied), so one index serves every call. A user's `tasks_dir` can change between
+    calls: never cached."""
+    if "manager" not in _REGISTRY:
+        from lm_eval.tasks import TaskManager
 
-    return TaskManager()
+        _REGISTRY["manager"] = TaskManager()
+    return _REGISTRY["manager"]
 
 
 def _self_contained(name: str, index: Mapping[str, Any], seen: set[str]) -> bool:
