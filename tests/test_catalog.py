@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import run_cli
 from synthetic_runs import TaskData, make_run
 
 from evalkit.catalog import catalog_runs, query, trajectory
@@ -107,14 +108,15 @@ def test_query_cli_prints_json_csv_and_fails_cleanly(runs: Path) -> None:
         {"name": "ckpt-1000", "step": 1000},
         {"name": "ckpt-2000", "step": 2000},
     ]
-    out = evalkit("query", sql, "--runs", runs, "--csv")
+    # The rest in this process (tests/clirun.py); the JSON case above is a real process.
+    out = run_cli("query", sql, "--runs", runs, "--csv")
     assert out.stdout.splitlines() == [
         "name,step",
         "ckpt-500,500",
         "ckpt-1000,1000",
         "ckpt-2000,2000",
     ]
-    bad = evalkit("query", "SELEC 1", "--runs", runs)
+    bad = run_cli("query", "SELEC 1", "--runs", runs)
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: query failed:")
     assert "Traceback" not in bad.stderr

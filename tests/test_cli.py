@@ -1,4 +1,8 @@
-"""The CLI end to end: a run directory on success; one line and exit 2 on bad input."""
+"""The CLI end to end: a run directory on success; one line and exit 2 on bad input.
+
+A real `python -m evalkit.cli` process for a complete run, an error after it and `--help`; the
+other cases run the same typer app in this process (tests/clirun.py: no interpreter and torch
+import per case)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from clirun import run_cli
 
 from evalkit.store import read_run
 
@@ -114,7 +119,7 @@ def test_score_writes_a_complete_run(random_ckpt: Path, tmp_path: Path) -> None:
 def test_missing_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert_user_error(
-        evalkit("score", tmp_path / "nope", "--suite", "smoke", "--out", out),
+        run_cli("score", tmp_path / "nope", "--suite", "smoke", "--out", out),
         "checkpoint not found",
     )
     no_run_left(out)
@@ -127,7 +132,7 @@ def test_no_tokenizer(random_ckpt: Path, tmp_path: Path) -> None:
         p.unlink()
     (ckpt / "special_tokens_map.json").unlink(missing_ok=True)
     out = tmp_path / "run"
-    proc = evalkit("score", ckpt, "--suite", "smoke", "--out", out, "--no-cache")
+    proc = run_cli("score", ckpt, "--suite", "smoke", "--out", out, "--no-cache")
     assert_user_error(proc, "no tokenizer")
     no_run_left(out)
 
@@ -140,20 +145,20 @@ def test_corrupt_weights(random_ckpt: Path, tmp_path: Path, damage: str) -> None
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x07" * 4096)
     out = tmp_path / "run"
-    proc = evalkit("score", ckpt, "--suite", "smoke", "--out", out, "--no-cache")
+    proc = run_cli("score", ckpt, "--suite", "smoke", "--out", out, "--no-cache")
     assert_user_error(proc, "cannot load weights")
     no_run_left(out)
 
 
 def test_unknown_task(random_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = evalkit("score", random_ckpt, "--tasks", "no_such_task_xyz", "--out", out)
+    proc = run_cli("score", random_ckpt, "--tasks", "no_such_task_xyz", "--out", out)
     assert_user_error(proc, "no_such_task_xyz")
     no_run_left(out)
 
 
 def test_unknown_suite(random_ckpt: Path, tmp_path: Path) -> None:
-    assert_user_error(evalkit("score", random_ckpt, "--suite", "nope"), "unknown suite")
+    assert_user_error(run_cli("score", random_ckpt, "--suite", "nope"), "unknown suite")
 
 
 def test_malformed_task_yaml(random_ckpt: Path, tmp_path: Path) -> None:
@@ -161,7 +166,7 @@ def test_malformed_task_yaml(random_ckpt: Path, tmp_path: Path) -> None:
     tdir.mkdir()
     (tdir / "bad.yaml").write_text("name: bad\nkind: multiple_choice\nfamily: [unclosed\n")
     out = tmp_path / "run"
-    proc = evalkit("score", random_ckpt, "--tasks", "bad", "--tasks-dir", tdir, "--out", out)
+    proc = run_cli("score", random_ckpt, "--tasks", "bad", "--tasks-dir", tdir, "--out", out)
     assert_user_error(proc, "bad.yaml")
     no_run_left(out)
 
@@ -175,12 +180,12 @@ def test_document_longer_than_the_window(random_ckpt: Path, tmp_path: Path) -> N
     (tdir / "docs.jsonl").write_text("\n".join(docs) + "\n")
     out = tmp_path / "run"
     args = ("score", random_ckpt, "--tasks", "too_long", "--tasks-dir", tdir, "--no-cache")
-    proc = evalkit(*args, "--out", out)
+    proc = run_cli(*args, "--out", out)
     assert_user_error(proc, "task too_long doc 1")
     assert "window is 128" in proc.stderr
     no_run_left(out)
     # The documented alternative: left truncation runs and reports what it cut.
-    proc = evalkit(*args, "--out", out, "--truncation", "left", "--no-progress")
+    proc = run_cli(*args, "--out", out, "--truncation", "left", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "1 truncated" in proc.stdout
     run = read_run(out)
@@ -210,7 +215,7 @@ def test_help_is_fast_and_lists_commands() -> None:
 
 def test_samples_parquet_round_trips_tags(random_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    proc = evalkit(
+    proc = run_cli(
         "score",
         random_ckpt,
         "--tasks",
@@ -230,7 +235,7 @@ def test_samples_parquet_round_trips_tags(random_ckpt: Path, tmp_path: Path) -> 
 
 def test_no_guard_is_recorded_in_the_manifest(random_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = evalkit(
+    proc = run_cli(
         "score", random_ckpt, "--tasks", "smoke_arith_mc", "--limit", "2", "--out", out,
         "--no-cache", "--no-progress", "--no-guard",
     )  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run_cli
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from synthetic_runs import TaskData, binary_pair, make_run
@@ -109,7 +110,7 @@ def test_unpaired_items_are_named_and_no_shared_items_is_an_error(tmp_path: Path
     with pytest.raises(EvalkitError, match="share no items"):
         compare_runs([read_run(a), read_run(other)])
     differ = make_run(tmp_path / "d", {"u": TaskData("f", {"acc": [1, 0]})})
-    proc = evalkit("compare", a, differ)
+    proc = run_cli("compare", a, differ)  # in-process: tests/clirun.py
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: runs a and d share no task (t vs u)"], (
         proc.stderr
@@ -394,7 +395,7 @@ def test_base_vs_chat_shows_tuning_and_format_sensitivity(
 
 
 def test_score_chat_template_needs_a_template(random_ckpt: Path) -> None:
-    proc = evalkit("score", random_ckpt, "--suite", "smoke", "--chat-template", "--no-cache")
+    proc = run_cli("score", random_ckpt, "--suite", "smoke", "--chat-template", "--no-cache")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no chat template" in lines[0], proc.stderr

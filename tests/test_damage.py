@@ -1,6 +1,9 @@
 """Damaged inputs end in one line and exit 2 (evalkit.backends.damage): non-finite weights at
 load, non-finite logits while generating, an unusable cache folder before the model loads; a
-vocabulary padded beyond the tokenizer is scored as lm-eval scores it, but recorded and said."""
+vocabulary padded beyond the tokenizer is scored as lm-eval scores it, but recorded and said.
+
+One case runs `python -m evalkit.cli` for real (damage found while loading, across the process
+boundary); the others run the same typer app in this process (tests/clirun.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 import evalkit
 from evalkit.backends import damage
@@ -88,7 +92,7 @@ def test_a_nan_weight_cannot_pass_as_zero_scores_on_generation_tasks(
     # Before: exit 0, every prediction empty, exact_match 0.
     out = tmp_path / "run"
     args = ("score", nan_ckpt, "--tasks", "smoke_arith_gen", "--limit", "2", "--no-cache")
-    one_line_error(cli(*args, "--out", out), "non-finite value")
+    one_line_error(run_cli(*args, "--out", out), "non-finite value")
     assert not out.exists()
 
 
@@ -166,7 +170,7 @@ def test_an_unusable_cache_dir_fails_before_the_model_loads(tmp_path: Path, wher
     (tmp_path / "a-file").write_text("x")
     cache = tmp_path / "a-file" / "cache" if where == "under-a-file" else Path("/proc/evalkit-x")
     out = tmp_path / "run"
-    proc = cli(
+    proc = run_cli(
         "score", ckpt, "--suite", "smoke", "--limit", "1", "--out", out, "--cache-dir", cache
     )
     one_line_error(proc, "unusable cache directory")
@@ -188,7 +192,7 @@ def test_result_cache_on_a_bad_folder_is_a_user_error(tmp_path: Path) -> None:
 def test_a_padded_vocabulary_is_scored_recorded_and_said(padded_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ("score", padded_ckpt, "--tasks", "smoke_prose_bpb", "--limit", "2", "--no-cache")
-    proc = cli(*args, "--out", out, "--no-progress")
+    proc = run_cli(*args, "--out", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "1024 tokens; the 64 extra rows" in proc.stderr
     run = read_run(out)
@@ -200,7 +204,7 @@ def test_a_padded_vocabulary_is_scored_recorded_and_said(padded_ckpt: Path, tmp_
     assert "64 rows never produced by the tokenizer" in proc.stdout
     # Negative control: the intact checkpoint has no padding and no warning.
     out2 = tmp_path / "run2"
-    proc = cli("score", TINY, *args[2:], "--out", out2, "--no-progress")
+    proc = run_cli("score", TINY, *args[2:], "--out", out2, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "extra rows" not in proc.stderr
     assert read_run(out2).manifest["vocabulary"]["padded_rows"] == 0
@@ -251,7 +255,7 @@ def test_a_config_that_disagrees_with_its_weights_is_damage(
     config[key] = value
     (ckpt / "config.json").write_text(json.dumps(config))
     out = tmp_path / "run"
-    proc = cli("score", ckpt, "--suite", "smoke", "--limit", "1", "--no-cache", "--out", out)
+    proc = run_cli("score", ckpt, "--suite", "smoke", "--limit", "1", "--no-cache", "--out", out)
     one_line_error(proc, "but config.json implies")
     assert not out.exists()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from clirun import run_cli
 from synthetic_runs import TaskData, binary_pair, make_run
 
 import evalkit
@@ -255,8 +256,12 @@ def gate_runs_dir(
     return runs
 
 
-def _gate(runs: dict[str, Path], candidate: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    return evalkit_cli(
+def _gate(
+    runs: dict[str, Path], candidate: str, tmp: Path, *, process: bool = False
+) -> subprocess.CompletedProcess[str]:
+    # One case crosses the process boundary (`python -m evalkit.cli gate`); the others run the
+    # same typer app in this process (tests/clirun.py), sparing an interpreter start each.
+    return (evalkit_cli if process else run_cli)(
         "gate", "--baseline", runs["base"], "--candidate", runs[candidate],
         "--policy", POLICY_FILE, "--junit", tmp / "junit.xml", "--summary", tmp / "summary.md",
     )  # fmt: skip
@@ -265,7 +270,7 @@ def _gate(runs: dict[str, Path], candidate: str, tmp: Path) -> subprocess.Comple
 def test_gate_passes_two_runs_of_the_same_checkpoint(
     gate_runs_dir: dict[str, Path], tmp_path: Path
 ) -> None:
-    proc = _gate(gate_runs_dir, "base-again", tmp_path)
+    proc = _gate(gate_runs_dir, "base-again", tmp_path, process=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PASS" in proc.stdout
     suite = ET.parse(tmp_path / "junit.xml").getroot()
@@ -301,13 +306,13 @@ def test_gate_is_inconclusive_on_20_items_against_a_small_true_drop(
 def test_gate_errors_exit_2(gate_runs_dir: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("suite: smoke\nchecks: [{task: smoke_arith_mc, metric: acc}]\n")
-    proc = evalkit_cli(
+    proc = run_cli(
         "gate", "--baseline", gate_runs_dir["base"], "--candidate", gate_runs_dir["base"],
         "--policy", bad,
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: invalid gate policy") and "margin" in proc.stderr
-    proc = evalkit_cli(
+    proc = run_cli(
         "gate", "--baseline", tmp_path / "nope", "--candidate", gate_runs_dir["base"],
         "--policy", POLICY_FILE,
     )  # fmt: skip
@@ -328,9 +333,9 @@ def test_cli_baseline_folder_best_of_last_runs(tmp_path: Path) -> None:
     policy.write_text(yaml.safe_dump(POLICY))
     out = tmp_path / "v.json"
     args = ("gate", "--baseline", folder, "--candidate", c, "--policy", policy, "--json", out)
-    proc = evalkit_cli(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 0, proc.stdout  # the latest run (step 300) is matched
-    proc = evalkit_cli(*args, "--baseline-select", "best", "--baseline-last", "2")
+    proc = run_cli(*args, "--baseline-select", "best", "--baseline-last", "2")
     assert proc.returncode == 1, proc.stdout  # the best of the last two (step 200) is not
     verdict = json.loads(out.read_text())
     assert verdict["baseline_select"] == "best" and verdict["exit_code"] == 1

@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 import evalkit
 from evalkit.api import ScoreRun
@@ -189,24 +189,11 @@ def test_a_users_haystack_file_is_used_and_bad_ones_fail_in_one_line(
 
 def test_cli_haystack_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "evalkit.cli",
-                "score",
-                str(TINY),
-                *args,
-                "--out",
-                str(tmp_path / "run"),
-                "--no-progress",
-                "--no-cache",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
+        # In this process (tests/clirun.py), from tmp_path as the working directory.
+        return run_cli(
+            "score", TINY, *args, "--out", tmp_path / "run", "--no-progress", "--no-cache",
             cwd=tmp_path,
-        )
+        )  # fmt: skip
 
     for args, fragment in (
         (["--tasks", "longctx_niah_single", "--haystack", "nope.txt"], "haystack file not found"),

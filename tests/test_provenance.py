@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 from evalkit import api
 from evalkit.analysis.contamination import EvalText, GramIndex, iter_documents, words
@@ -97,7 +98,7 @@ def test_a_bad_manifest_names_the_field(tmp_path: Path, edit: tuple[str, str], f
 def test_cli_bad_provenance_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("tokens: 600", "tokens: lots"))
-    proc = evalkit(
+    proc = run_cli(  # in this process (tests/clirun.py); `attribute` below is a real one
         "score", CKPTS / "mix-a04-k04", "--tasks", "attr_kv_facts_mc", "--provenance", bad,
         "--out", tmp_path / "run", "--no-cache",
     )  # fmt: skip
@@ -108,7 +109,7 @@ def test_cli_bad_provenance_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_runs_slices_shows_each_mix(sweep: list[Path]) -> None:
-    proc = evalkit("runs", sweep[0].parent, "--slices")
+    proc = run_cli("runs", sweep[0].parent, "--slices")
     assert proc.returncode == 0, proc.stderr
     assert "arithmetic 4.0%" in proc.stdout and "arithmetic 25.0%" in proc.stdout
     assert "code 40.0%" in proc.stdout
@@ -228,7 +229,7 @@ def test_contamination_cli(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["slices"][0]["documents"] > 0
-    proc = evalkit("contamination", CKPTS / "tiny-base", "--tasks", "contam_arith_mc")
+    proc = run_cli("contamination", CKPTS / "tiny-base", "--tasks", "contam_arith_mc")
     assert proc.returncode == 2 and "sample documents" in proc.stderr
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clirun import run_cli
 from display import display_frame
 
 from evalkit.catalog import query, trajectory
@@ -238,13 +239,10 @@ def test_watch_scores_a_checkpoint_copied_in_after_it_started(
 
 
 def test_sweep_cli_user_errors_are_one_line(tmp_path: Path) -> None:
+    # In this process (tests/clirun.py): every case fails before a job or Ray starts; the real
+    # `python -m evalkit.cli sweep` process is test_a_finished_sweep_run_again_skips_everything.
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "evalkit.cli", "sweep", *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_cli("sweep", *args)
 
     cases = [
         (("--suite", "smoke", "--out", tmp_path / "o"), "give checkpoints"),

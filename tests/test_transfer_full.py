@@ -41,9 +41,10 @@ OLMES_REASONING = {
 
 @pytest.fixture(scope="module")
 def index() -> dict[str, Any]:
-    from lm_eval.tasks import TaskManager
+    from evalkit.tasks.lmeval import _registry_manager
 
-    return dict(TaskManager().task_index)
+    # The process's one index of lm-eval's registry (evalkit's own lookups share it).
+    return dict(_registry_manager().task_index)
 
 
 def _leaves(name: str, index: dict[str, Any], seen: set[str] | None = None) -> list[str]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import run_cli
 
 import evalkit
 from evalkit.errors import EvalkitError
@@ -126,12 +125,7 @@ def test_cli_says_damage_in_one_line_and_exits_2(tmp_path: Path) -> None:
     run = _run(tmp_path)
     (run / "manifest.json").write_text("{")
     for args in (["runs", str(tmp_path)], ["report", str(run), "--out", str(tmp_path / "rep")]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "evalkit.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_cli(*args)  # in this process: tests/clirun.py
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         lines = [x for x in proc.stderr.splitlines() if x.strip()]

@@ -182,12 +182,31 @@ def _task_manager(names: Sequence[str], tasks_dir: Path | None) -> Any:
     lm-eval's whole registry takes seconds), else over the registry plus `tasks_dir`."""
     from lm_eval.tasks import TaskManager
 
-    if tasks_dir is not None:
-        local = TaskManager(include_path=str(tasks_dir), include_defaults=False)
-        index = local.task_index
-        if all(_self_contained(name, index, set()) for name in names):
-            return local
-    return TaskManager(include_path=str(tasks_dir) if tasks_dir is not None else None)
+    if tasks_dir is None:
+        return _registry_manager()
+    local = TaskManager(include_path=str(tasks_dir), include_defaults=False)
+    index = local.task_index
+    if all(_self_contained(name, index, set()) for name in names):
+        return local
+    return TaskManager(include_path=str(tasks_dir))
+
+
+# The one TaskManager over lm-eval's own registry, made on first use (see _registry_manager).
+_REGISTRY: dict[str, Any] = {}
+
+
+def _registry_manager() -> Any:
+    """lm-eval's own registry, indexed once a process: the index parses its ~14,000 YAML files
+    (tens of seconds on a loaded 2-core machine), which a training loop or a session scoring
+    lm-eval tasks again and again paid on every call. The installed registry does not change
+    under a running process and loading reads the index without writing it (configs are
+    deep-copied), so one index serves every call. A user's `tasks_dir` can change between
+    calls: never cached."""
+    if "manager" not in _REGISTRY:
+        from lm_eval.tasks import TaskManager
+
+        _REGISTRY["manager"] = TaskManager()
+    return _REGISTRY["manager"]
 
 
 def _self_contained(name: str, index: Mapping[str, Any], seen: set[str]) -> bool:
