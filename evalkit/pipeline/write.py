@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit import __version__, routing_run
+from evalkit.frozen import thaw
 from evalkit.pipeline.execute import Execution
 from evalkit.pipeline.plan import Plan
 from evalkit.pipeline.score_items import ItemScores
@@ -76,7 +77,7 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
         "evalkit_commit": git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "checkpoint": str(plan.checkpoint.resolve()),
-        "hub": dict(plan.hub) if plan.hub else None,
+        "hub": thaw(plan.hub) if plan.hub else None,
         "config": config.to_dict(),
         "model_fingerprint": model.model_fingerprint,
         "tokenizer_fingerprint": model.tokenizer.fingerprint,
@@ -86,7 +87,7 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
         "parity_guard": getattr(model, "guard_report", None),
         **backend_facts(model.name, settings, getattr(model, "token_budget", None), c.dtype),
         "max_length": model.max_length,
-        "vocabulary": dict(execution.vocabulary) if execution.vocabulary is not None else None,
+        "vocabulary": thaw(execution.vocabulary),
         "hardware": hardware(settings.get("device", "cpu")),
         "suite": plan.suite.name if plan.suite is not None else None,
         "tasks": [
@@ -94,7 +95,7 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
             | {"skipped_items": scored.skipped[t.name]}
             for t in execution.tasks
         ],
-        SKIPPED_TASKS: plan.skips.to_manifest(),
+        SKIPPED_TASKS: [s.to_dict() for s in (*plan.skipped, *execution.skipped)],
         "limit": c.limit,
         "truncation": c.truncation,
         "seeds": {
@@ -117,7 +118,7 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
             "total_seconds": round(time.time() - plan.started, 3),
         },
         "provenance": plan.provenance.to_dict() if plan.provenance is not None else None,
-        "chat_template": dict(plan.chat_info) if plan.chat_info is not None else None,
+        "chat_template": thaw(plan.chat_info),
         "sandbox": (
             plan.sandbox.isolation.manifest(plan.sandbox.limits) | {"workers": plan.sandbox.workers}
             if plan.sandbox is not None
@@ -125,7 +126,7 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
         ),
     }
     if execution.routing_info is not None:
-        manifest["routing"] = dict(execution.routing_info)
+        manifest["routing"] = thaw(execution.routing_info)
     return manifest
 
 
