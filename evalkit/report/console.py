@@ -149,3 +149,24 @@ def print_run_facts(manifest: Manifest | Mapping[str, Any], console: Console | N
             f"{v.tokenizer_tokens} tokens ({v.padded_rows} rows never produced by "
             "the tokenizer still share the softmax, as lm-eval scores them)"
         )
+
+
+def print_routing_only(manifest: Manifest, path: Path, console: Console | None = None) -> None:
+    """What a routing-only run did (it has no scores to show): what was routed, through what,
+    and the table it wrote."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140, highlight=False)
+    info = manifest.routing
+    if info is None or not info.collected or info.file is None:
+        console.print(f"routing only: no routing collected ({info.status if info else 'none'})")
+        return
+    import pyarrow.parquet as pq
+
+    table = path / info.file
+    rows = pq.ParquetFile(table).metadata.num_rows
+    console.print(
+        f"routing only (no scores): {info.items} item(s) of {len(manifest.tasks)} task(s)"
+        + (f" and {info.slice_documents} slice document(s)" if info.slice_documents else "")
+        + f" routed through {len(info.layers)} MoE layer(s), {info.experts} experts, "
+        f"top-{info.top_k}"
+    )
+    console.print(f"{escape(info.file)}: {rows} row(s) written to {escape(str(table))}")
