@@ -29,8 +29,15 @@ from typing import Any
 from evalkit.errors import EvalkitError
 from evalkit.migrate import score_rows_v1
 from evalkit.provenance import SLICE_FIELDS
-from evalkit.schema import SAMPLE_METRICS, SAMPLE_TAGS, rows_from_table, scores_table
-from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run, read_manifest
+from evalkit.schema import (
+    SAMPLE_METRICS,
+    SAMPLE_TAGS,
+    CheckpointRef,
+    Manifest,
+    rows_from_table,
+    scores_table,
+)
+from evalkit.store import MANIFEST, SAMPLES, SCORES, is_run, read_info
 
 VIEWS = ("runs", "scores", "samples", "slices", "routing")
 
@@ -59,63 +66,44 @@ def catalog_runs(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _run_row(path: Path, m: dict[str, Any]) -> dict[str, Any]:
-    prov = _dict(m.get("provenance"))
-    ckpt = _dict(prov.get("checkpoint"))
-    hardware = _dict(m.get("hardware"))
-    timings = _dict(m.get("timings"))
-    chat = m.get("chat_template")
-    tasks = [str(t.get("name")) for t in m.get("tasks", []) if isinstance(t, dict)]
-    skipped = [str(s.get("task")) for s in m.get("skipped_tasks") or [] if isinstance(s, dict)]
-    vocab = _dict(m.get("vocabulary"))
+def _run_row(path: Path, m: Manifest) -> dict[str, Any]:
+    ckpt = m.provenance.checkpoint if m.provenance is not None else CheckpointRef()
+    tasks = [t.name for t in m.tasks]
+    skipped = [s.task for s in m.skipped_tasks]
     return {
         "run": str(path),
         "name": path.name,
-        "checkpoint": m.get("checkpoint"),
-        "checkpoint_name": Path(str(m.get("checkpoint", ""))).name or None,
-        "suite": m.get("suite"),
+        "checkpoint": m.checkpoint or None,
+        "checkpoint_name": Path(m.checkpoint).name or None,
+        "suite": m.suite,
         "tasks": ",".join(tasks),
         "n_tasks": len(tasks),
         "skipped_tasks": ",".join(skipped),
         "n_skipped_tasks": len(skipped),
-        "padded_vocab_rows": _int_or_none(vocab.get("padded_rows")),
-        "item_limit": _int_or_none(m.get("limit")),
-        "backend": m.get("backend"),
-        "dtype_requested": m.get("dtype_requested"),
-        "dtype_resolved": m.get("dtype_resolved"),
-        "device": hardware.get("device"),
-        "chat_template": bool(chat.get("applied", True)) if isinstance(chat, dict) else bool(chat),
-        "model_fingerprint": m.get("model_fingerprint"),
-        "tokenizer_fingerprint": m.get("tokenizer_fingerprint"),
-        "evalkit_version": m.get("evalkit_version"),
-        "evalkit_commit": m.get("evalkit_commit"),
-        "created": m.get("created"),
-        "total_seconds": timings.get("total_seconds"),
-        "ckpt_run": ckpt.get("run"),
-        "step": _int_or_none(ckpt.get("step")),
-        "tokens_seen": _int_or_none(ckpt.get("tokens_seen")),
-        "parent": None if ckpt.get("parent") is None else str(ckpt.get("parent")),
-        "mix_id": None if ckpt.get("mix_id") is None else str(ckpt.get("mix_id")),
+        "padded_vocab_rows": m.vocabulary.padded_rows if m.vocabulary is not None else None,
+        "item_limit": m.limit,
+        "backend": m.backend or None,
+        "dtype_requested": m.dtype_requested,
+        "dtype_resolved": m.dtype_resolved,
+        "device": m.hardware.device,
+        "chat_template": m.chat,
+        "model_fingerprint": m.model_fingerprint,
+        "tokenizer_fingerprint": m.tokenizer_fingerprint,
+        "evalkit_version": m.evalkit_version or None,
+        "evalkit_commit": m.evalkit_commit,
+        "created": m.created or None,
+        "total_seconds": m.timings.total_seconds,
+        "ckpt_run": ckpt.run,
+        "step": ckpt.step,
+        "tokens_seen": ckpt.tokens_seen,
+        "parent": ckpt.parent,
+        "mix_id": ckpt.mix_id,
     }
 
 
-def _slice_rows(path: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
-    prov = _dict(m.get("provenance"))
-    rows = []
-    for s in prov.get("slices") or []:
-        if isinstance(s, dict):
-            rows.append({"run": str(path), **{k: s.get(k) for k in SLICE_FIELDS}})
-    return rows
+def _slice_rows(path: Path, m: Manifest) -> list[dict[str, Any]]:
+    slices = m.provenance.slices if m.provenance is not None else ()
+    return [{"run": str(path), **{k: getattr(s, k) for k in SLICE_FIELDS}} for s in slices]
 
 
 def _quote(text: str) -> str:
@@ -146,7 +134,7 @@ def connect(source: str | Path | Sequence[Path]) -> Any:
     import pandas as pd
 
     paths = _resolve_runs(source)
-    manifests = [read_manifest(p) for p in paths]
+    manifests = [read_info(p) for p in paths]
     runs = pd.DataFrame([_run_row(p, m) for p, m in zip(paths, manifests, strict=True)])
     for col in ("item_limit", "step", "tokens_seen"):
         runs[col] = runs[col].astype("Int64")
@@ -178,7 +166,7 @@ def _damaged(path: Path, name: str, exc: BaseException) -> EvalkitError:
     return EvalkitError(f"damaged run directory {path}: {name}: {why}")
 
 
-def _scores(path: Path, manifest: dict[str, Any]) -> Any:
+def _scores(path: Path, manifest: Manifest) -> Any:
     """A run's score rows, typed (a version-1 run's migrated), as the `scores` view's frame."""
     import pandas as pd
 
@@ -189,20 +177,20 @@ def _scores(path: Path, manifest: dict[str, Any]) -> Any:
     except Exception as exc:  # pyarrow raises its own types; any of them means damage
         raise _damaged(path, SCORES, exc) from None
     if _v1_tables(manifest):
-        rows = score_rows_v1(frame, str(path), manifest)
+        rows = score_rows_v1(frame, str(path), manifest.to_dict())
     else:
         rows = rows_from_table(frame, str(path))
     return scores_table(rows)
 
 
-def _v1_tables(manifest: dict[str, Any]) -> bool:
+def _v1_tables(manifest: Manifest) -> bool:
     """Whether the run's parquet files have version 1's layout: its (migrated) manifest says it
     was written as version 1 (`evalkit.migrate` keeps the version written in `migrated_from`;
     any later version's tables have version 2's layout)."""
-    return manifest.get("migrated_from") == 1
+    return manifest.migrated_from == 1
 
 
-def _samples_select(path: Path, manifest: dict[str, Any]) -> str:
+def _samples_select(path: Path, manifest: Manifest) -> str:
     """One run's part of the `samples` view: its samples.parquet, read only when queried, with
     a version-2 file's `metrics` and `tags` structs spread into one column per field (as
     `evalkit.store.RunData.samples` flattens them). Only the file's schema is read here."""

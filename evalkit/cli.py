@@ -122,11 +122,14 @@ def _score(
         run = run_pipeline(settings, Output(out, cache_dir, not no_cache, progress))
     except EvalkitError as exc:
         _fail(str(exc))
-    from evalkit.report.console import print_run_facts, print_scores
+    from evalkit.report.console import print_routing_only, print_run_facts, print_scores
     from evalkit.report.longctx import print_niah
 
-    print_scores(run.rows)
-    print_niah(run.rows, run.manifest)
+    if run.manifest.routing_only:  # no scores: say what was routed and written instead
+        print_routing_only(run.manifest, run.path)
+    else:
+        print_scores(run.rows)
+        print_niah(run.rows, run.manifest)
     print_run_facts(run.manifest)
     s = run.stats
     typer.echo(

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.schema import ScoreRow
+from evalkit.schema import Manifest, ScoreRow
 from evalkit.store import RunData, read_run
 from evalkit.tasks.groups import GroupSpec, spec_from_dict
 
@@ -131,15 +131,14 @@ def _group_metrics(
     return out
 
 
-def _model_name(manifest: Mapping[str, Any]) -> str:
-    hub = manifest.get("hub") or {}
-    return str(hub.get("repo_id") or manifest.get("checkpoint") or "model")
+def _model_name(manifest: Manifest) -> str:
+    hub = manifest.hub
+    return (hub.repo_id if hub is not None else "") or manifest.checkpoint or "model"
 
 
-def _date_id(manifest: Mapping[str, Any]) -> str:
-    created = manifest.get("created")
+def _date_id(manifest: Manifest) -> str:
     try:
-        when = dt.datetime.fromisoformat(str(created))
+        when = dt.datetime.fromisoformat(manifest.created)
     except ValueError:
         when = dt.datetime.now(dt.timezone.utc)
     return when.replace(tzinfo=None).isoformat().replace(":", "-")
@@ -199,7 +198,7 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
     """lm-eval's results dict and per-task sample rows for a run."""
     manifest = run.manifest
     scores, samples = run.rows, run.samples
-    entries = {str(t["name"]): t for t in manifest.get("tasks", [])}
+    entries = {t.name: t for t in manifest.tasks}
     results: dict[str, Any] = {}
     sample_rows: dict[str, list[dict[str, Any]]] = {}
     for name in entries:
@@ -209,7 +208,7 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
         sample_rows[name] = _samples(name, frame, [r.label for r in rows])
     groups: dict[str, GroupSpec] = {}
     for e in entries.values():
-        for g in e.get("lmeval_groups", ()):
+        for g in e.lmeval_groups:
             spec = spec_from_dict(g)
             groups.setdefault(spec.name, spec)
     group_results: dict[str, Any] = {}
@@ -218,10 +217,11 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
         group_results[name] = _group_metrics(spec, rows, results)
     results.update(group_results)
 
-    seeds = manifest.get("seeds") or {}
-    hub = manifest.get("hub") or {}
+    seed = manifest.seeds.bootstrap or 0
+    hub = manifest.hub
+    revision = hub.revision if hub is not None else None
     model = _model_name(manifest)
-    args = f"pretrained={model}" + (f",revision={hub['revision']}" if hub.get("revision") else "")
+    args = f"pretrained={model}" + (f",revision={revision}" if revision else "")
     out: dict[str, Any] = {
         "results": results,
         "group_subtasks": {
@@ -231,18 +231,18 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
         "configs": {
             n: {
                 "task": n,
-                "output_type": e.get("output_type"),
-                "num_fewshot": e.get("num_fewshot", 0),
-                "metadata": {"version": e.get("version"), "source": e.get("source")},
+                "output_type": e.output_type,
+                "num_fewshot": e.num_fewshot or 0,
+                "metadata": {"version": e.version, "source": e.source},
             }
             for n, e in entries.items()
         },
         "versions": {
-            **{n: e.get("version") for n, e in entries.items()},
+            **{n: e.version for n, e in entries.items()},
             **{g.name: g.version for g in groups.values()},
         },
         "n-shot": {
-            **{n: int(e.get("num_fewshot") or 0) for n, e in entries.items()},
+            **{n: e.num_fewshot or 0 for n, e in entries.items()},
             **{g.name: 0 for g in groups.values()},
         },
         "higher_is_better": {
@@ -253,36 +253,35 @@ def lmeval_results(run: RunData) -> tuple[dict[str, Any], dict[str, list[dict[st
             },
         },
         "n-samples": {
-            n: {"original": int(e.get("n_items", 0)), "effective": int(e.get("n_items", 0))}
-            for n, e in entries.items()
+            n: {"original": e.n_items, "effective": e.n_items} for n, e in entries.items()
         },
         "config": {
-            "model": f"evalkit-{manifest.get('backend')}",
+            "model": f"evalkit-{manifest.backend}",
             "model_args": args,
-            "model_dtype": manifest.get("dtype_resolved"),
-            "model_revision": hub.get("revision") or "main",
-            "model_sha": hub.get("commit") or "",
+            "model_dtype": manifest.dtype_resolved,
+            "model_revision": revision or "main",
+            "model_sha": (hub.commit if hub is not None else None) or "",
             "batch_size": None,
             "batch_sizes": [],
-            "device": (manifest.get("hardware") or {}).get("device"),
+            "device": manifest.hardware.device,
             "use_cache": None,
-            "limit": manifest.get("limit"),
+            "limit": manifest.limit,
             "bootstrap_iters": 0,
-            "gen_kwargs": (manifest.get("options") or {}).get("gen_kwargs"),
-            "random_seed": seeds.get("random", seeds.get("bootstrap", 0)),
-            "numpy_seed": seeds.get("numpy", seeds.get("bootstrap", 0)),
-            "torch_seed": seeds.get("torch", seeds.get("bootstrap", 0)),
-            "fewshot_seed": seeds.get("fewshot", 1234),
+            "gen_kwargs": manifest.options.gen_kwargs,
+            "random_seed": seed,
+            "numpy_seed": seed,
+            "torch_seed": seed,
+            "fewshot_seed": 1234 if manifest.seeds.fewshot is None else manifest.seeds.fewshot,
         },
-        "git_hash": (manifest.get("evalkit_commit") or "")[:7],
+        "git_hash": (manifest.evalkit_commit or "")[:7],
         "date": _timestamp(manifest),
         "lm_eval_version": _lm_eval_version(),
         "model_source": "evalkit",
         "model_name": model,
         "model_name_sanitized": _sanitize(model),
-        "max_length": manifest.get("max_length"),
-        "task_hashes": {n: str(e.get("content_hash", "")) for n, e in entries.items()},
-        "total_evaluation_time_seconds": str((manifest.get("timings") or {}).get("total_seconds")),
+        "max_length": manifest.max_length,
+        "task_hashes": {n: e.content_hash for n, e in entries.items()},
+        "total_evaluation_time_seconds": str(manifest.timings.total_seconds),
     }
     aggregated = {n: r for n, r in group_results.items() if groups[n].aggregate}
     if aggregated:
@@ -299,9 +298,9 @@ def _better(scores: Sequence[ScoreRow], tasks: Sequence[str]) -> dict[str, bool]
     return out
 
 
-def _timestamp(manifest: Mapping[str, Any]) -> float:
+def _timestamp(manifest: Manifest) -> float:
     try:
-        return dt.datetime.fromisoformat(str(manifest.get("created"))).timestamp()
+        return dt.datetime.fromisoformat(manifest.created).timestamp()
     except ValueError:
         return 0.0
 

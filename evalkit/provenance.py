@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from evalkit.errors import EvalkitError
+from evalkit.schema import Manifest
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -241,13 +242,13 @@ def find_provenance(checkpoint: Path, explicit: Path | None) -> Provenance | Non
     return load_provenance(default) if default.is_file() else None
 
 
-def manifest_provenance(manifest: Mapping[str, Any], label: str = "run") -> Provenance | None:
-    """The provenance a run's manifest keeps (None when the checkpoint had none)."""
-    raw = manifest.get("provenance")
-    if raw is None:
+def manifest_provenance(manifest: Manifest, label: str = "run") -> Provenance | None:
+    """The provenance a run's manifest keeps, validated (None when the checkpoint had none)."""
+    if manifest.provenance is None:
         return None
+    raw = dict(manifest.provenance.raw)
     try:
         # The documents may have moved since the run; whoever reads them checks then.
-        return parse_provenance(raw, Path(str(manifest.get("checkpoint", "."))), False)
+        return parse_provenance(raw, Path(manifest.checkpoint or "."), False)
     except _Bad as exc:
         raise EvalkitError(f"bad provenance in {label}'s manifest: {exc}") from None

@@ -13,9 +13,8 @@ decisions: the manifest says so for an MoE config. Each provenance slice with sa
 is routed too (its first `SLICE_DOCUMENTS` documents as rolling texts), the documents
 `evalkit slice-fit` reads.
 
-`--routing-only` (`routing_only`) runs just the forwards routing reads — every loglikelihood and
-rolling request, no generation, no metrics, no result cache — and writes a run directory with
-manifest.json (`"routing_only": true`), routing.parquet and empty samples/scores tables.
+`--routing-only` runs just the forwards routing reads (`evalkit.pipeline.routing_only`, the
+stage that runs and writes it); this module only collects.
 """
 
 from __future__ import annotations
@@ -30,10 +29,9 @@ from typing import Any
 from evalkit.analysis.routing import ROUTING, RoutedItem, routing_table
 from evalkit.backends.base import Backend
 from evalkit.backends.routing import RouterTap
-from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
-from evalkit.errors import EvalkitError
+from evalkit.engine import Engine, EngineOptions, Truncation
 from evalkit.provenance import Provenance
-from evalkit.requests import Generate, Request, RollingLoglikelihood
+from evalkit.requests import Request, RollingLoglikelihood
 from evalkit.tasks.base import Item, Task
 
 SLICE_DOCUMENTS = 32
@@ -212,116 +210,3 @@ def finish(
         "seconds": round(time.time() - began, 3),
     }
     return table, info
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What `routing_only` records of the run besides routing (from the pipeline's plan);
-    `config` is the run's `RunConfig` as a dict, so the run can be run again."""
-
-    checkpoint: Path
-    suite: str | None
-    limit: int | None
-    dtype: str
-    truncation: Truncation
-    seed: int
-    started: float
-    load_seconds: float
-    provenance: Provenance | None
-    config: Mapping[str, Any] | None = None
-
-
-def routing_only(
-    session: RoutingSession | None,
-    model: Backend,
-    tasks: Sequence[Task],
-    items: Mapping[str, Sequence[Item]],
-    out: Path,
-    facts: RunFacts,
-    *,
-    progress: bool = False,
-) -> tuple[Path, dict[str, Any], EngineStats]:
-    """Only the forwards routing needs, then routing.parquet and a manifest; no scores.
-    (run directory, manifest, engine stats of those forwards)."""
-    import datetime as dt
-
-    from evalkit import __version__
-    from evalkit.run_facts import backend_facts
-    from evalkit.store import RUN_SCHEMA_VERSION, samples_frame, scores_frame, write_run
-
-    if session is None or session.tap is None:
-        why = session.note if session is not None else "not an MoE checkpoint (no routers)"
-        raise EvalkitError(f"--routing-only needs routing to collect; here it is {why}")
-    scored = [
-        r
-        for t in tasks
-        for it in items[t.name]
-        for r in it.requests
-        if not isinstance(r, Generate)  # generation is never counted (COUNTED)
-    ]
-    engine = Engine(model, None, EngineOptions(truncation=facts.truncation, progress=progress))
-    t_run = time.time()
-    result = engine.run(scored)
-    run_seconds = time.time() - t_run
-    frame, info = finish(
-        session,
-        model,
-        tasks,
-        items,
-        truncation=facts.truncation,
-        provenance=facts.provenance,
-        seed=facts.seed,
-    )
-    if frame is None or info is None:
-        raise EvalkitError(
-            "--routing-only: nothing to route (the tasks have no scored tokens and the "
-            "checkpoint's provenance no sample documents)"
-        )
-    settings = dict(model.settings)
-    manifest: dict[str, Any] = {
-        "schema_version": RUN_SCHEMA_VERSION,
-        "evalkit_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "checkpoint": str(facts.checkpoint.resolve()),
-        "config": dict(facts.config) if facts.config is not None else None,
-        "model_fingerprint": model.model_fingerprint,
-        "tokenizer_fingerprint": model.tokenizer.fingerprint,
-        "backend": model.name,
-        "backend_settings": settings,
-        **backend_facts(model.name, settings, getattr(model, "token_budget", None), facts.dtype),
-        "max_length": model.max_length,
-        "suite": facts.suite,
-        # Items routed per task; no scores, so no metric or truncation counts.
-        "tasks": [
-            {
-                "name": t.name,
-                "family": t.family,
-                "version": t.version,
-                "source": t.source,
-                "content_hash": t.content_hash(list(items[t.name])),
-                "n_items": len(items[t.name]),
-            }
-            for t in tasks
-        ],
-        "limit": facts.limit,
-        "truncation": facts.truncation,
-        "seeds": {"bootstrap": facts.seed},
-        "routing_only": True,
-        "engine": {
-            "requests": result.stats.requests,
-            "unique": result.stats.unique,
-            "computed": result.stats.computed,
-            "truncated": result.stats.truncated,
-            "skipped": result.stats.skipped,
-            "scored_tokens": result.stats.scored_tokens,
-        },
-        "timings": {
-            "load_seconds": round(facts.load_seconds, 3),
-            "run_seconds": round(run_seconds, 3),
-            "total_seconds": round(time.time() - facts.started, 3),
-        },
-        "provenance": facts.provenance.to_dict() if facts.provenance is not None else None,
-        "routing": info,
-    }
-    path = write_run(out, manifest, samples_frame({}), scores_frame([]), extra={ROUTING: frame})
-    return path, manifest, result.stats

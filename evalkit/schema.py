@@ -24,12 +24,31 @@ Versions 1 (the format before this module) and 2 (no recorded config) are read t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from evalkit.errors import EvalkitError
-from evalkit.pipeline.config import RunConfig, config_from_dict
+from evalkit.manifest import (  # noqa: F401 - re-exported: the run's schema is read here
+    Manifest,
+    TaskEntry,
+    manifest_from_json,
+    skipped_from_json,
+)
+from evalkit.manifest_records import (  # noqa: F401 - re-exported likewise
+    ChatTemplate,
+    CheckpointRef,
+    Hardware,
+    Hub,
+    RecordedOptions,
+    RecordedProvenance,
+    Routing,
+    Seeds,
+    SkippedTask,
+    SliceRef,
+    Timings,
+    Vocabulary,
+)
 
 SCHEMA_VERSION = 3
 
@@ -217,121 +236,9 @@ def rows_from_table(frame: Any, where: str) -> tuple[ScoreRow, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class TaskEntry:
-    """A task as the manifest records it. `skipped_items`: items the backend could not feed at
-    the model's window; `model_window`: the window a long-context task planned against;
-    `notes`: the task's own run facts (haystack, lengths run and skipped...)."""
-
-    name: str
-    family: str
-    version: str
-    n_items: int
-    truncated_items: int
-    skipped_items: int
-    content_hash: str = ""
-    source: str = ""
-    model_window: int | None = None
-    notes: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Manifest(Mapping[str, Any]):
-    """The typed view of manifest.json. Every other recorded key (timings, engine counts,
-    sandbox, options, provenance...) is kept in `raw`, and the manifest reads as a read-only
-    mapping of manifest.json's keys (`m["suite"]`, `m.get("provenance")`, `dict(m)`) for
-    code that passes the whole record on (reports, exports).
-
-    - `dtype_requested`: what the user asked for ("auto", "bfloat16"...), None when not known.
-    - `dtype_resolved`: the dtype the weights ran in, None when the backend does not say (vLLM
-      with "auto").
-    - `batch_token_budget`: HF's padded tokens per forward batch; None on other backends.
-    - `wave_tokens`: vLLM's tokens submitted per wave; None on other backends.
-    - `config`: the run's description, re-runnable; None for a run written before version 3.
-    """
-
-    schema_version: int
-    evalkit_version: str
-    created: str
-    checkpoint: str
-    backend: str
-    model_fingerprint: str | None
-    dtype_requested: str | None
-    dtype_resolved: str | None
-    batch_token_budget: int | None
-    wave_tokens: int | None
-    suite: str | None
-    tasks: tuple[TaskEntry, ...]
-    config: RunConfig | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def task(self, name: str) -> TaskEntry | None:
-        return next((t for t in self.tasks if t.name == name), None)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.raw[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-
-def manifest_from_json(data: Mapping[str, Any], where: str) -> Manifest:
-    """The typed manifest of a version-2 manifest.json (an error naming `where` if a field has
-    the wrong kind)."""
-    try:
-        tasks = tuple(_task_entry(t) for t in data.get("tasks") or ())
-        return Manifest(
-            schema_version=int(data["schema_version"]),
-            evalkit_version=str(data.get("evalkit_version", "")),
-            created=str(data.get("created", "")),
-            checkpoint=str(data.get("checkpoint", "")),
-            backend=str(data.get("backend", "")),
-            model_fingerprint=_opt_str(data.get("model_fingerprint")),
-            dtype_requested=_opt_str(data.get("dtype_requested")),
-            dtype_resolved=_opt_str(data.get("dtype_resolved")),
-            batch_token_budget=_opt_int(data.get("batch_token_budget")),
-            wave_tokens=_opt_int(data.get("wave_tokens")),
-            suite=_opt_str(data.get("suite")),
-            tasks=tasks,
-            config=_config(data.get("config"), where),
-            raw=dict(data),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise EvalkitError(f"damaged run directory {where}: manifest.json: {exc!r}") from None
-
-
-def _config(data: Any, where: str) -> RunConfig | None:
-    if data is None:
-        return None
-    try:
-        return config_from_dict(data, "manifest.json config")
-    except EvalkitError as exc:
-        raise EvalkitError(f"damaged run directory {where}: {exc}") from None
-
-
-def _task_entry(t: Mapping[str, Any]) -> TaskEntry:
-    notes = t.get("notes") or {}
-    window = t.get("model_window", notes.get("model_window"))
-    return TaskEntry(
-        name=str(t["name"]),
-        family=str(t.get("family", "")),
-        version=str(t.get("version", "")),
-        n_items=int(t.get("n_items", 0)),
-        truncated_items=int(t.get("truncated_items", 0)),
-        skipped_items=int(t.get("skipped_items", 0)),
-        content_hash=str(t.get("content_hash", "")),
-        source=str(t.get("source", "")),
-        model_window=_opt_int(window),
-        notes=dict(notes),
-    )
-
-
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _opt_int(v: Any) -> int | None:
-    return None if v is None else int(v)
+def as_manifest(m: Manifest | Mapping[str, Any], where: str = "manifest") -> Manifest:
+    """`m` typed: a `Manifest` as it is; a mapping of manifest.json's keys (a caller's own
+    record, possibly partial) read as the current version."""
+    if isinstance(m, Manifest):
+        return m
+    return manifest_from_json({"schema_version": SCHEMA_VERSION, **m}, where)

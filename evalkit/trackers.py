@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.schema import CheckpointRef, Manifest
 from evalkit.store import read_run
 
 TRACKERS = ("wandb", "tensorboard")
@@ -51,12 +52,11 @@ def check_tracker(kind: str) -> None:
         ) from None
 
 
-def _axis(manifest: Mapping[str, Any], position: int) -> tuple[int, int | None]:
-    ckpt = (manifest.get("provenance") or {}).get("checkpoint") or {}
-    step, tokens = ckpt.get("step"), ckpt.get("tokens_seen")
-    tokens = int(tokens) if isinstance(tokens, int | float) else None
-    if isinstance(step, int | float):
-        return int(step), tokens
+def _axis(manifest: Manifest, position: int) -> tuple[int, int | None]:
+    ckpt = manifest.provenance.checkpoint if manifest.provenance is not None else CheckpointRef()
+    step, tokens = ckpt.step, ckpt.tokens_seen
+    if step is not None:
+        return step, tokens
     return (tokens if tokens is not None else position), tokens
 
 
@@ -74,10 +74,10 @@ def scalars(run: Path, gate: str | None = None) -> dict[str, float]:
     return out
 
 
-def _ordered(runs: Sequence[Tracked]) -> list[tuple[Tracked, dict[str, Any], int, int | None]]:
+def _ordered(runs: Sequence[Tracked]) -> list[tuple[Tracked, Manifest, int, int | None]]:
     rows = []
     for i, t in enumerate(runs):
-        manifest = dict(read_run(t.run).manifest)
+        manifest = read_run(t.run).manifest
         step, tokens = _axis(manifest, i)
         rows.append((t, manifest, step, tokens))
     return sorted(rows, key=lambda r: r[2])
@@ -95,9 +95,7 @@ def log_runs(kind: str, runs: Sequence[Tracked], logdir: Path, name: str | None 
     return _wandb(rows, logdir, name)
 
 
-def _tensorboard(
-    rows: Sequence[tuple[Tracked, dict[str, Any], int, int | None]], logdir: Path
-) -> Path:
+def _tensorboard(rows: Sequence[tuple[Tracked, Manifest, int, int | None]], logdir: Path) -> Path:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(logdir))
@@ -120,18 +118,18 @@ def _tensorboard(
 
 
 def _wandb(
-    rows: Sequence[tuple[Tracked, dict[str, Any], int, int | None]], logdir: Path, name: str | None
+    rows: Sequence[tuple[Tracked, Manifest, int, int | None]], logdir: Path, name: str | None
 ) -> Path:
     import wandb
 
     first = rows[0][1]
     config = {
-        "checkpoint": first.get("checkpoint"),
-        "hub": first.get("hub"),
-        "suite": first.get("suite"),
-        "model_fingerprint": first.get("model_fingerprint"),
-        "evalkit_version": first.get("evalkit_version"),
-        "options": first.get("options"),
+        "checkpoint": first.checkpoint,
+        "hub": asdict(first.hub) if first.hub is not None else None,
+        "suite": first.suite,
+        "model_fingerprint": first.model_fingerprint,
+        "evalkit_version": first.evalkit_version,
+        "options": asdict(first.options),
     }
     run = wandb.init(
         project=None, name=name or rows[0][0].run.name, dir=str(logdir), config=config,

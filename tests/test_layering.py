@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "evalkit"
 RANKS: dict[str, int] = {
     "evalkit": 0,
     "evalkit.errors": 0,
+    "evalkit.frozen": 0,
     "evalkit.requests": 0,
     "evalkit.metrics": 0,
     "evalkit.fingerprint": 0,
@@ -23,6 +24,8 @@ RANKS: dict[str, int] = {
     "evalkit.sandbox": 3,
     "evalkit.stats": 4,
     "evalkit.schema": 4,
+    "evalkit.manifest": 4,
+    "evalkit.manifest_records": 4,
     "evalkit.aggregate": 4,
     "evalkit.pipeline.config": 4,
     "evalkit.group_scores": 4,

@@ -114,3 +114,57 @@ def gaps(rows):
     # and the allowed cases stay allowed
     assert _violations("blocks.py", "import re\n_NUMERIC = re.compile(r'^[0-9]+$')\n") == []
     assert _violations("sections.py", 'x = f"family: {name}"\n') == []
+
+
+# The manifest is read through its typed fields (evalkit.schema.Manifest: `m.provenance.
+# checkpoint.step`, `m.skipped_tasks`, `m.routing`...), never by key through its mapping view.
+def _manifest_by_key(path_name: str, source: str) -> list[str]:
+    def is_manifest(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "manifest") or (
+            isinstance(node, ast.Name) and node.id in ("manifest", "manifests")
+        )
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        where = f"{path_name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Subscript) and is_manifest(node.value):
+            found.append(f"{where}: manifest[...]")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("get", "keys", "items", "values") and is_manifest(
+                node.func.value
+            ):
+                found.append(f"{where}: manifest.{node.func.attr}(...)")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "dict" and node.args and is_manifest(node.args[0]):
+                found.append(f"{where}: dict(manifest)")
+            if node.func.id == "read_manifest":  # the untyped record; read_info is typed
+                found.append(f"{where}: read_manifest(...)")
+        if isinstance(node, ast.Attribute) and node.attr == "raw" and is_manifest(node.value):
+            found.append(f"{where}: manifest.raw")
+    return found
+
+
+def test_readers_read_the_manifest_by_field_not_by_key() -> None:
+    problems = []
+    for path in READERS:
+        problems += _manifest_by_key(path.name, path.read_text())
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_manifest_check_flags_reads_by_key_negative_control() -> None:
+    old = """
+def header(run, manifest):
+    prov = run.manifest.get("provenance") or {}
+    suite = manifest["suite"]
+    whole = dict(run.manifest)
+    raw = manifest.raw
+    return read_manifest(run.path)
+"""
+    problems = _manifest_by_key("sections.py", old)
+    assert len(problems) == 5, problems
+    typed = """
+def header(run):
+    step = run.manifest.provenance.checkpoint.step if run.manifest.provenance else None
+    return run.manifest.skipped_tasks, run.manifest.suite, run.manifest.to_dict(), step
+"""
+    assert _manifest_by_key("sections.py", typed) == []

@@ -200,3 +200,91 @@ def test_code_tasks_without_a_strict_sandbox_are_skipped_not_the_suite(
     # An unknown mode is the user's mistake, not the host's: never a skip.
     with pytest.raises(EvalkitError, match="unknown sandbox mode"):
         evalkit.score("fake-ckpt", out=tmp_path / "u", **{**kwargs, "sandbox": "nope"})  # type: ignore[arg-type]
+
+
+# A stage's output is a value: nothing in a plan or an execution can be changed after the stage
+# returned it (the skips a stage caused are its own tuple, not a recorder the next stage writes).
+# The exceptions, by field: the live backend and tokenizer a run needs, the tasks (objects behind
+# the Task protocol), and routing's table (pandas has no read-only frame; it is written as is).
+LIVE = {"backend", "model", "text_tokenizer", "routing_frame", "tasks"}
+# The stages' own values are checked all the way down; another module's dataclass they hold (a
+# RunConfig, an EngineResult) must be frozen, and its members are that module's concern.
+OWN = ("Plan", "Execution", "SkippedTask")
+
+
+def _mutable_parts(value: object, where: str, seen: set[int]) -> list[str]:
+    import dataclasses
+    from collections.abc import Mapping
+    from types import MappingProxyType
+
+    if id(value) in seen or value is None or isinstance(value, str | bytes | int | float | Path):
+        return []
+    seen.add(id(value))
+    if isinstance(value, list | dict | set | bytearray):
+        return [f"{where}: {type(value).__name__}"]
+    if isinstance(value, tuple | frozenset):
+        return [m for i, v in enumerate(value) for m in _mutable_parts(v, f"{where}[{i}]", seen)]
+    if isinstance(value, MappingProxyType):
+        return [m for k, v in value.items() for m in _mutable_parts(v, f"{where}[{k!r}]", seen)]
+    if isinstance(value, Mapping):
+        return [f"{where}: a writable mapping ({type(value).__name__})"]
+    if dataclasses.is_dataclass(value):
+        params = getattr(type(value), "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            return [f"{where}: a dataclass that is not frozen ({type(value).__name__})"]
+        if type(value).__name__ not in OWN:
+            return []
+        return [
+            m
+            for f in dataclasses.fields(value)
+            if f.name not in LIVE
+            for m in _mutable_parts(getattr(value, f.name), f"{where}.{f.name}", seen)
+        ]
+    if isinstance(value, Exception) or hasattr(value, "__dict__"):
+        # An object with writable state (an accumulator, a recorder): not a value.
+        return [f"{where}: an object with writable state ({type(value).__name__})"]
+    return []
+
+
+def test_mutable_parts_finds_what_a_value_must_not_hold() -> None:
+    # Controls of the checker itself: it finds a list, a dict and a recorder, deep down.
+    from dataclasses import dataclass
+    from types import MappingProxyType
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+    @dataclass(frozen=True)
+    class Plan:
+        a: tuple[object, ...]
+        b: object
+
+    assert _mutable_parts(Plan((1, "x"), MappingProxyType({"k": (2,)})), "v", set()) == []
+    assert _mutable_parts(Plan((1, [2]), None), "v", set()) == ["v.a[1]: list"]
+    assert _mutable_parts(Plan((), MappingProxyType({"k": {}})), "v", set()) == ["v.b['k']: dict"]
+    assert _mutable_parts(Plan((Recorder(),), None), "v", set()) == [
+        "v.a[0]: an object with writable state (Recorder)"
+    ]
+
+
+def test_plan_and_execution_are_values_with_their_own_skips(tmp_path: Path) -> None:
+    from evalkit.pipeline.config import RunConfig
+    from evalkit.pipeline.execute import execute
+    from evalkit.pipeline.plan import Output, Runtime, plan
+
+    docs = {"long": LONG, "short": SHORT, "nofit": ["z " * 250]}
+    tdir = _tasks(tmp_path, docs)
+    config = RunConfig("fake-ckpt", tasks=tuple(docs), tasks_dir=str(tdir))
+    planned = plan(
+        config, Output(tmp_path / "run", None, False, False), Runtime(FakeBackend(max_length=64))
+    )
+    assert planned.skipped == ()  # every task builds items; the window is hit when they run
+    first = execute(planned)
+    assert [s.task for s in first.skipped] == ["long", "nofit"]
+    assert [t.name for t in first.tasks] == ["short"]
+    # The plan is unchanged by its execution: executed again, it skips the same, once.
+    again = execute(planned)
+    assert planned.skipped == () and again.skipped == first.skipped
+    assert _mutable_parts(planned, "plan", set()) == []
+    assert _mutable_parts(first, "execution", set()) == []

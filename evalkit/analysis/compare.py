@@ -374,14 +374,13 @@ def _fam_key(item: tuple[tuple[str, str | None], Any]) -> tuple[str, int, str]:
 
 def run_info(run: RunData, label: str) -> RunInfo:
     m = run.manifest
-    side_chat = m.get("chat_template")
     return RunInfo(
         label=label,
         path=str(run.path),
-        checkpoint=m.get("checkpoint"),
-        model_fingerprint=m.get("model_fingerprint"),
-        chat_template=bool(side_chat.get("applied")) if isinstance(side_chat, dict) else False,
-        suite=m.get("suite"),
+        checkpoint=m.checkpoint,
+        model_fingerprint=m.model_fingerprint,
+        chat_template=m.chat,
+        suite=m.suite,
     )
 
 

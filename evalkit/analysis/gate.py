@@ -487,12 +487,8 @@ def skipped_tasks(sides: Sequence[RunSide]) -> dict[str, tuple[str, str]]:
     that could not run on the checkpoint, e.g. no needle length fits its window)."""
     out: dict[str, tuple[str, str]] = {}
     for side in sides:
-        for entry in side.manifest.get("skipped_tasks") or ():
-            if isinstance(entry, dict) and "task" in entry:
-                out.setdefault(
-                    str(entry["task"]),
-                    (str(entry.get("family", "")), str(entry.get("reason", "skipped"))),
-                )
+        for s in side.manifest.skipped_tasks:
+            out.setdefault(s.task, (s.family, s.reason))
     return out
 
 
@@ -724,7 +720,7 @@ def gate_runs(
     cand = mean_of_sides(cand_sides, _mean_label(cand_sides))
     warnings: list[str] = []
     for side in (*pool_sides, *cand_sides):
-        suite = side.manifest.get("suite")
+        suite = side.manifest.suite
         if policy.suite and suite and suite != policy.suite:
             warnings.append(
                 f"run {side.label} scored suite {suite!r}; the policy gates {policy.suite!r}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.schema import SAMPLE_BASE_COLUMNS
+from evalkit.schema import SAMPLE_BASE_COLUMNS, Manifest, as_manifest
 from evalkit.store import RunData
 
 
@@ -36,7 +36,7 @@ class RunSide:
     families: Mapping[str, str]  # task -> family
     metrics: Mapping[str, tuple[MetricInfo, ...]]  # task -> its metrics, primary first
     tag_columns: tuple[str, ...]
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     chat_template: bool
     model_fingerprint: str | None
 
@@ -61,9 +61,8 @@ def run_label(run: RunData) -> str:
     return run.path.name
 
 
-def is_chat_run(manifest: Mapping[str, Any]) -> bool:
-    chat = manifest.get("chat_template")
-    return bool(chat.get("applied")) if isinstance(chat, dict) else bool(chat)
+def is_chat_run(manifest: Manifest | Mapping[str, Any]) -> bool:
+    return as_manifest(manifest).chat
 
 
 def side_from_run(run: RunData, label: str | None = None) -> RunSide:
@@ -106,8 +105,8 @@ def side_from_run(run: RunData, label: str | None = None) -> RunSide:
         metrics={t: tuple(ms) for t, ms in metrics.items()},
         tag_columns=tags,
         manifest=manifest,
-        chat_template=is_chat_run(manifest),
-        model_fingerprint=manifest.get("model_fingerprint"),
+        chat_template=manifest.chat,
+        model_fingerprint=manifest.model_fingerprint,
     )
 
 

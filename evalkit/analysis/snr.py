@@ -17,10 +17,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from evalkit import stats as S
 from evalkit.errors import EvalkitError
+from evalkit.schema import CheckpointRef
 from evalkit.store import RunData
 
 
@@ -36,24 +36,23 @@ class SNRRow:
     low: bool
 
 
-def _provenance_checkpoint(run: RunData) -> dict[str, Any]:
-    prov = run.manifest.get("provenance")
-    ckpt = prov.get("checkpoint") if isinstance(prov, dict) else None
-    return ckpt if isinstance(ckpt, dict) else {}
+def _provenance_checkpoint(run: RunData) -> CheckpointRef:
+    prov = run.manifest.provenance
+    return prov.checkpoint if prov is not None else CheckpointRef()
 
 
 def training_run(run: RunData) -> str:
-    name = _provenance_checkpoint(run).get("run")
+    name = _provenance_checkpoint(run).run
     if name:
-        return str(name)
-    ckpt = run.manifest.get("checkpoint")
-    return Path(str(ckpt)).parent.name if ckpt else str(run.path.parent)
+        return name
+    ckpt = run.manifest.checkpoint
+    return Path(ckpt).parent.name if ckpt else str(run.path.parent)
 
 
 def checkpoint_order(run: RunData) -> tuple[float, str]:
-    step = _provenance_checkpoint(run).get("step")
-    key = float(step) if isinstance(step, int | float) else -math.inf
-    return (key, str(run.manifest.get("created", "")))
+    step = _provenance_checkpoint(run).step
+    key = float(step) if step is not None else -math.inf
+    return (key, run.manifest.created)
 
 
 def order_runs(runs: Sequence[RunData]) -> list[RunData]:

@@ -17,20 +17,23 @@ from evalkit.backends.base import Backend
 from evalkit.backends.damage import vocabulary_facts, vocabulary_warning
 from evalkit.cache import ResultCache
 from evalkit.engine import Engine, EngineOptions, EngineResult
+from evalkit.frozen import freeze
 from evalkit.pipeline.plan import Plan, resolve_backend
-from evalkit.tasks.base import Item, Task
+from evalkit.skips import Items, SkippedTask, run_fitting
+from evalkit.tasks.base import Task
 
 
 @dataclass(frozen=True)
 class Execution:
-    """The engine's responses for the plan's tasks (less any skipped while running), the
-    backend that produced them, and what the manifest says about it."""
+    """The engine's responses for the plan's tasks (less those skipped while running:
+    `skipped`), the backend that produced them, and what the manifest says about it."""
 
     plan: Plan
     model: Backend
     result: EngineResult
     tasks: tuple[Task, ...]
-    items: Mapping[str, list[Item]]
+    items: Items
+    skipped: tuple[SkippedTask, ...]
     load_seconds: float
     run_seconds: float
     vocabulary: Mapping[str, int] | None
@@ -132,7 +135,9 @@ def execute(plan: Plan) -> Execution:
     moe = routing_run.start(model, c.routing, own)
     t_run = time.time()
     try:
-        result, tasks, items = plan.skips.run(engine, plan.tasks, dict(plan.items))
+        result, tasks, items, skipped = run_fitting(
+            engine, plan.tasks, plan.items, c.strict_suite, plan.skipped
+        )
     finally:
         if cache is not None:
             cache.close()
@@ -150,11 +155,12 @@ def execute(plan: Plan) -> Execution:
         plan=plan,
         model=model,
         result=result,
-        tasks=tuple(tasks),
+        tasks=tasks,
         items=items,
+        skipped=skipped,
         load_seconds=load_seconds,
         run_seconds=run_seconds,
-        vocabulary=vocab,
+        vocabulary=freeze(vocab),
         routing_frame=frame,
-        routing_info=info,
+        routing_info=freeze(info),
     )

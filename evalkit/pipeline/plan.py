@@ -17,12 +17,13 @@ from typing import Any
 
 from evalkit.backends.base import Backend
 from evalkit.errors import EvalkitError, TaskCannotRun
+from evalkit.frozen import freeze
 from evalkit.inputs import check_backend_options, check_device, check_writable_folder
 from evalkit.pipeline.config import BACKENDS, RunConfig
 from evalkit.provenance import Provenance, find_provenance
 from evalkit.sandbox import MODES, Sandbox, choose
-from evalkit.skips import SuiteSkips
-from evalkit.tasks.base import Item, Task, TokenizerInfo, WindowedTokenizer
+from evalkit.skips import Items, SkippedTask, build_items, drop, frozen_items
+from evalkit.tasks.base import Task, TokenizerInfo, WindowedTokenizer
 from evalkit.tasks.chat import ChatFormat, chat_all, find_chat_template, template_hash
 from evalkit.tasks.kinds import TaskKind, with_kinds
 from evalkit.tasks.options import (
@@ -57,8 +58,8 @@ class Runtime:
 @dataclass(frozen=True)
 class Plan:
     """A run ready to execute. `backend` is the concrete backend name (or the caller's
-    backend); `tokenizer_text`/`window` are what the backend will be given; `skips` records
-    the tasks left out on the way (it goes on recording during execution)."""
+    backend); `tokenizer_text`/`window` are what the backend will be given; `skipped` the
+    tasks planning left out (execution returns its own)."""
 
     config: RunConfig
     output: Output
@@ -68,8 +69,8 @@ class Plan:
     suite: Suite | None
     options: RunOptions
     tasks: tuple[Task, ...]
-    items: Mapping[str, list[Item]]
-    skips: SuiteSkips
+    items: Items
+    skipped: tuple[SkippedTask, ...]
     sandbox: Sandbox | None
     backend: str | Backend
     text_tokenizer: Any
@@ -112,12 +113,14 @@ def plan(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtim
     tasks = apply_options(resolve_tasks(names, tdir, with_kinds(runtime.task_kinds)), options)
     if suite is not None:
         tasks = apply_suite(tasks, suite.families, suite.fewshot, options)
-    skips = SuiteSkips(c.strict_suite)
+    skipped: tuple[SkippedTask, ...] = ()
     try:
         box = code_sandbox(tasks, c.sandbox)
     except TaskCannotRun as exc:
         box = None
-        tasks = skips.drop(tasks, [t for t in tasks if t.needs.sandbox], exc)
+        doomed = [t for t in tasks if t.needs.sandbox]
+        kept, skipped = drop(tasks, doomed, exc, c.strict_suite)
+        tasks = list(kept)
     if c.haystack is not None:
         tasks = _with_haystack(tasks, Path(c.haystack))
     # Tasks see the model's window through the tokenizer they are given (from the config
@@ -149,11 +152,15 @@ def plan(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtim
         room = tokenizer.max_context - _chat_overhead(fmt, tokenizer)
         tokenizer = WindowedTokenizer(tokenizer, room)
     limit = c.limit
-    tasks, items = skips.build_items(tasks, lambda t: list(t.items(limit, tokenizer)))
-    check_generation(tasks, items, options)
+    built, items, more = build_items(
+        tasks, lambda t: list(t.items(limit, tokenizer)), c.strict_suite, skipped
+    )
+    skipped += more
+    check_generation(built, items, options)
     chat_info: dict[str, Any] | None = None
     if fmt is not None:
-        items, single_turn = chat_all(tasks, items, fmt)
+        chatted, single_turn = chat_all(built, items, fmt)
+        items = frozen_items(chatted)
         # Items a task gave no turns for are one user turn: said, never silent.
         chat_info = fmt.describe() | {"single_turn_items": single_turn}
     prov = None
@@ -169,17 +176,17 @@ def plan(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtim
         output=output,
         started=started,
         checkpoint=ckpt,
-        hub=hub,
+        hub=freeze(hub),
         suite=suite,
         options=options,
-        tasks=tuple(tasks),
+        tasks=built,
         items=items,
-        skips=skips,
+        skipped=skipped,
         sandbox=box,
         backend=backend,
         text_tokenizer=text_tokenizer,
         window=window,
-        chat_info=chat_info,
+        chat_info=freeze(chat_info),
         provenance=prov,
         seed=0 if c.seed is None else c.seed,
     )

@@ -35,8 +35,9 @@ class ScoreRun:
 def run(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtime()) -> ScoreRun:
     planned = plan(config, output, runtime)
     if config.routing_only:  # an MoE's routing alone: no scores (docs/moe.md)
-        path, info, stats = run_routing_only(planned)
-        return ScoreRun(path, (), stats, {}, manifest_from_json(info, str(path)))
+        only = run_routing_only(planned)
+        typed = manifest_from_json(only.manifest, str(only.path))
+        return ScoreRun(only.path, (), only.stats, {}, typed)
     executed = execute(planned)
     scored = score_items(executed)
     rows = aggregate(executed.tasks, scored.results, planned.seed)

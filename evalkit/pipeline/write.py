@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit import __version__, routing_run
+from evalkit.errors import EvalkitError
+from evalkit.frozen import thaw
 from evalkit.pipeline.execute import Execution
 from evalkit.pipeline.plan import Plan
 from evalkit.pipeline.score_items import ItemScores
@@ -62,8 +64,11 @@ def run_path(plan: Plan) -> Path:
     return Path("runs") / f"{named.resolve().name}-{plan.label}-{stamp}"
 
 
-def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
-    """manifest.json's content (schema version 3; `evalkit.schema.Manifest` reads it)."""
+def build_manifest(execution: Execution, scored: ItemScores | None) -> dict[str, Any]:
+    """manifest.json's content (schema version 3; `evalkit.schema.Manifest` reads it).
+    `scored` None: a routing-only run (`evalkit.pipeline.routing_only`), which scores nothing:
+    its tasks carry no truncated or skipped item counts, it has no sandbox, and it says so
+    (`routing_only`)."""
     plan, model, stats = execution.plan, execution.model, execution.result.stats
     c = plan.config
     settings = dict(model.settings)
@@ -76,7 +81,7 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
         "evalkit_commit": git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "checkpoint": str(plan.checkpoint.resolve()),
-        "hub": dict(plan.hub) if plan.hub else None,
+        "hub": thaw(plan.hub) if plan.hub else None,
         "config": config.to_dict(),
         "model_fingerprint": model.model_fingerprint,
         "tokenizer_fingerprint": model.tokenizer.fingerprint,
@@ -86,15 +91,17 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
         "parity_guard": getattr(model, "guard_report", None),
         **backend_facts(model.name, settings, getattr(model, "token_budget", None), c.dtype),
         "max_length": model.max_length,
-        "vocabulary": dict(execution.vocabulary) if execution.vocabulary is not None else None,
+        "vocabulary": thaw(execution.vocabulary),
         "hardware": hardware(settings.get("device", "cpu")),
         "suite": plan.suite.name if plan.suite is not None else None,
         "tasks": [
             task_entry(t, execution.items[t.name], scored.truncated[t.name])
             | {"skipped_items": scored.skipped[t.name]}
+            if scored is not None
+            else task_entry(t, execution.items[t.name], None)
             for t in execution.tasks
         ],
-        SKIPPED_TASKS: plan.skips.to_manifest(),
+        SKIPPED_TASKS: [s.to_dict() for s in (*plan.skipped, *execution.skipped)],
         "limit": c.limit,
         "truncation": c.truncation,
         "seeds": {
@@ -117,28 +124,32 @@ def build_manifest(execution: Execution, scored: ItemScores) -> dict[str, Any]:
             "total_seconds": round(time.time() - plan.started, 3),
         },
         "provenance": plan.provenance.to_dict() if plan.provenance is not None else None,
-        "chat_template": dict(plan.chat_info) if plan.chat_info is not None else None,
+        "chat_template": thaw(plan.chat_info),
         "sandbox": (
             plan.sandbox.isolation.manifest(plan.sandbox.limits) | {"workers": plan.sandbox.workers}
-            if plan.sandbox is not None
+            if plan.sandbox is not None and scored is not None
             else None
         ),
     }
+    if scored is None:
+        manifest["routing_only"] = True
     if execution.routing_info is not None:
-        manifest["routing"] = dict(execution.routing_info)
+        manifest["routing"] = thaw(execution.routing_info)
     return manifest
 
 
-def task_entry(task: Task, items: Sequence[Item], truncated: int) -> dict[str, Any]:
-    entry = {
+def task_entry(task: Task, items: Sequence[Item], truncated: int | None) -> dict[str, Any]:
+    """A task's manifest entry; `truncated` None: the run scored nothing (routing only)."""
+    entry: dict[str, Any] = {
         "name": task.name,
         "family": task.family,
         "version": task.version,
         "source": task.source,
         "content_hash": task.content_hash(list(items)),
         "n_items": len(items),
-        "truncated_items": truncated,
     }
+    if truncated is not None:
+        entry["truncated_items"] = truncated
     entry.update(task.manifest_fields)  # lm-eval: few-shot k, groups
     notes = task.manifest_notes  # e.g. needle tasks' skipped lengths
     if notes:
@@ -156,3 +167,13 @@ def write(
     extra = {routing_run.ROUTING: frame} if frame is not None else None
     samples = samples_frame(scored.results)
     return write_run(out, manifest, samples, scores_frame(list(rows)), extra=extra)
+
+
+def write_routing_only(execution: Execution, manifest: dict[str, Any]) -> Path:
+    """A routing-only run's directory: routing.parquet beside empty samples and scores."""
+    out = run_path(execution.plan)
+    manifest_from_json(manifest, str(out))
+    if execution.routing_frame is None:
+        raise EvalkitError("--routing-only: no routing was collected")
+    extra = {routing_run.ROUTING: execution.routing_frame}
+    return write_run(out, manifest, samples_frame({}), scores_frame([]), extra=extra)

@@ -18,15 +18,14 @@ from evalkit.report import plots as P
 from evalkit.report.blocks import Figure, Section, Table, Text, absent
 from evalkit.report.common import ITEM_METRICS, slug, training_position
 from evalkit.report.sections import ReportContext, primary, rows, unit
+from evalkit.schema import Manifest
 
 TITLE = "Largest changes over training"
 
 
-def _training_run(manifest: Any) -> str | None:
+def _training_run(manifest: Manifest) -> str | None:
     """The provenance's training-run name: checkpoints of one run form a training series."""
-    checkpoint = (manifest.get("provenance") or {}).get("checkpoint") or {}
-    run = checkpoint.get("run")
-    return str(run) if run is not None else None
+    return manifest.provenance.checkpoint.run if manifest.provenance else None
 
 
 def _metrics(ctx: ReportContext) -> list[tuple[str, str, bool]]:

@@ -4,8 +4,9 @@ no section module reaches into another's private names."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from evalkit.schema import CheckpointRef
 from evalkit.store import RunData
 
 # Per-item metrics that every multiple-choice task has; anything else a task reports over all its
@@ -33,10 +34,14 @@ def slug(text: str) -> str:
 def training_position(runs: Sequence[RunData]) -> tuple[str, list[float]]:
     """Where each run sits on the training axis, and the axis' name: tokens seen, else step
     (from the provenance, when every run has a distinct one), else the order given."""
-    cks = [((r.manifest.get("provenance") or {}).get("checkpoint") or {}) for r in runs]
-    for key, label in (("tokens_seen", "training tokens seen"), ("step", "training step")):
-        vals = [c.get(key) for c in cks]
-        nums = [float(v) for v in vals if isinstance(v, int | float)]
+    cks = [r.manifest.provenance.checkpoint if r.manifest.provenance else None for r in runs]
+    axes: tuple[tuple[str, Callable[[CheckpointRef], int | None]], ...] = (
+        ("training tokens seen", lambda c: c.tokens_seen),
+        ("training step", lambda c: c.step),
+    )
+    for label, read in axes:
+        vals = [read(c) if c is not None else None for c in cks]
+        nums = [float(v) for v in vals if v is not None]
         if len(nums) == len(vals) and len(set(nums)) == len(nums):
             return label, nums
     return "run (order given)", [float(i) for i in range(len(runs))]

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evalkit.report.runfacts import run_facts
-from evalkit.schema import ScoreRow
+from evalkit.schema import Manifest, ScoreRow, as_manifest
 from evalkit.tasks.kinds import KindSpec
 
 
@@ -58,19 +58,22 @@ def print_scores(scores: Sequence[ScoreRow], console: Console | None = None) -> 
     console.print(table)
 
 
-def print_runs(runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | None = None) -> None:
+def print_runs(
+    runs: Sequence[tuple[Path, Manifest | Mapping[str, Any]]], console: Console | None = None
+) -> None:
     console = console or Console()
     table = Table(title=f"{len(runs)} run(s)")
     for col in ("run", "checkpoint", "suite / tasks", "backend", "created"):
         table.add_column(col)
-    for path, m in runs:
-        tasks = m.get("suite") or ",".join(t["name"] for t in m.get("tasks", []))
+    for path, record in runs:
+        m = as_manifest(record, str(path))
+        tasks = m.suite or ",".join(t.name for t in m.tasks)
         table.add_row(
             str(path),
-            Path(str(m.get("checkpoint", ""))).name,
-            str(tasks),
-            f"{m.get('backend')} {m.get('dtype')}",
-            str(m.get("created", ""))[:19],
+            Path(m.checkpoint).name,
+            tasks,
+            f"{m.backend} {m.dtype_resolved or m.dtype_requested or ''}".rstrip(),
+            m.created[:19],
         )
     console.print(table)
 
@@ -127,7 +130,7 @@ def print_query(
     console.print(table)
 
 
-def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None) -> None:
+def print_run_facts(manifest: Manifest | Mapping[str, Any], console: Console | None = None) -> None:
     """What the manifest says beside the scores: tasks skipped on this checkpoint (with why),
     items a task left out (e.g. few-shot prompts too long at some k), summaries with no value
     on this run (with why, e.g. a label sensitivity over no gain), and a vocabulary padded
@@ -146,3 +149,24 @@ def print_run_facts(manifest: Mapping[str, Any], console: Console | None = None)
             f"{v.tokenizer_tokens} tokens ({v.padded_rows} rows never produced by "
             "the tokenizer still share the softmax, as lm-eval scores them)"
         )
+
+
+def print_routing_only(manifest: Manifest, path: Path, console: Console | None = None) -> None:
+    """What a routing-only run did (it has no scores to show): what was routed, through what,
+    and the table it wrote."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140, highlight=False)
+    info = manifest.routing
+    if info is None or not info.collected or info.file is None:
+        console.print(f"routing only: no routing collected ({info.status if info else 'none'})")
+        return
+    import pyarrow.parquet as pq
+
+    table = path / info.file
+    rows = pq.ParquetFile(table).metadata.num_rows
+    console.print(
+        f"routing only (no scores): {info.items} item(s) of {len(manifest.tasks)} task(s)"
+        + (f" and {info.slice_documents} slice document(s)" if info.slice_documents else "")
+        + f" routed through {len(info.layers)} MoE layer(s), {info.experts} experts, "
+        f"top-{info.top_k}"
+    )
+    console.print(f"{escape(info.file)}: {rows} row(s) written to {escape(str(table))}")

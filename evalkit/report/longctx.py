@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evalkit.schema import ScoreRow
+from evalkit.schema import Manifest, ScoreRow, as_manifest
 
 
 def niah_grids(scores: Sequence[ScoreRow]) -> dict[str, dict[str, Any]]:
@@ -38,7 +38,9 @@ def niah_grids(scores: Sequence[ScoreRow]) -> dict[str, dict[str, Any]]:
 
 
 def print_niah(
-    scores: Sequence[ScoreRow], manifest: Mapping[str, Any], console: Console | None = None
+    scores: Sequence[ScoreRow],
+    manifest: Manifest | Mapping[str, Any],
+    console: Console | None = None,
 ) -> None:
     """One table per needle task: recall by depth (rows) and length (columns), recall per
     length with its 95% CI, the effective context length with its threshold, and the lengths
@@ -47,7 +49,8 @@ def print_niah(
     if not grids:
         return
     console = console or Console(width=None if sys.stdout.isatty() else 140)
-    notes = {t["name"]: t.get("notes", {}) for t in manifest.get("tasks", [])}
+    # A needle task's own notes (niah.py's manifest_notes): haystack, lengths skipped.
+    notes = {t.name: t.notes for t in as_manifest(manifest).tasks}
     for task, g in grids.items():
         lengths = sorted({n for n, _ in g["cells"]})
         depths = sorted({d for _, d in g["cells"]})

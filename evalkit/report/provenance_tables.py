@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from evalkit.analysis.attribute import AttributionReport
 from evalkit.analysis.contamination import ContaminationReport
+from evalkit.schema import Manifest, as_manifest
 
 
 def _console(console: Console | None) -> Console:
@@ -23,7 +24,7 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 
 def print_run_slices(
-    runs: Sequence[tuple[Path, dict[str, Any]]], console: Console | None = None
+    runs: Sequence[tuple[Path, Manifest | Mapping[str, Any]]], console: Console | None = None
 ) -> None:
     """Each run's training mix: checkpoint, step, tokens seen, and slice shares."""
     console = _console(console)
@@ -31,17 +32,13 @@ def print_run_slices(
     for col in ("run", "checkpoint (step)", "tokens seen", "mix"):
         table.add_column(col)
     for path, m in runs:
-        prov = m.get("provenance")
-        if not isinstance(prov, dict):
+        prov = as_manifest(m, str(path)).provenance
+        if prov is None:
             table.add_row(str(path), "", "", "(no provenance)")
             continue
-        ck = prov.get("checkpoint", {})
-        mix = ", ".join(
-            f"{s.get('name')} {100 * float(s.get('share', 0)):.1f}%" for s in prov.get("slices", [])
-        )
-        table.add_row(
-            str(path), f"{ck.get('run')} ({ck.get('step')})", str(ck.get("tokens_seen")), mix
-        )
+        ck = prov.checkpoint
+        mix = ", ".join(f"{s.name} {100 * (s.share or 0.0):.1f}%" for s in prov.slices)
+        table.add_row(str(path), f"{ck.run} ({ck.step})", str(ck.tokens_seen), mix)
     console.print(table)
 
 

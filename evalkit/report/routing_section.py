@@ -37,17 +37,17 @@ def _grid(frame: Any, scope: str, grouping: str, layer: int) -> tuple[list[str],
 def routing_section(ctx: Any) -> Section:
     """`ctx`: the report's `ReportContext` (its focus run is shown)."""
     run: RunData = ctx.focus
-    info = run.manifest.get("routing")
-    if not isinstance(info, dict):
+    info = run.manifest.routing
+    if info is None:
         return absent("routing", TITLE, "Not an MoE run (no router decisions were recorded).")
-    if info.get("status") != "collected" or not (run.path / ROUTING).is_file():
-        return absent("routing", TITLE, f"Routing: {info.get('status', 'absent')}.")
+    if not info.collected or not (run.path / ROUTING).is_file():
+        return absent("routing", TITLE, f"Routing: {info.status or 'absent'}.")
     frame = _read(run)
     layers = sorted({int(x) for x in frame.layer})
     blocks: list[Text | Table | Figure] = [
         Text(
-            f"`{ctx.focus_label}`: {info.get('experts')} experts, top-{info.get('top_k')}, "
-            f"{len(layers)} MoE layers; counted: {info.get('counted')}. Share = fraction of a "
+            f"`{ctx.focus_label}`: {info.experts} experts, top-{info.top_k}, "
+            f"{len(layers)} MoE layers; counted: {info.counted}. Share = fraction of a "
             "group's routed choices that go to the expert (each row sums to 1)."
         )
     ]

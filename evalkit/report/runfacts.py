@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.report.blocks import Table, Text
+from evalkit.schema import Manifest, as_manifest
 
 
 @dataclass(frozen=True)
@@ -30,29 +31,30 @@ class RunFacts:
     vocab: PaddedVocab | None  # a vocabulary padded beyond the tokenizer
 
 
-def run_facts(m: Mapping[str, Any]) -> RunFacts:
-    skipped = tuple(
-        (str(s["task"]), str(s["family"]), str(s["reason"])) for s in m.get("skipped_tasks") or []
-    )
+def run_facts(manifest: Manifest | Mapping[str, Any]) -> RunFacts:
+    """`manifest`: a run's (or a mapping of manifest.json's keys, read as one)."""
+    m = as_manifest(manifest)
+    skipped = tuple((s.task, s.family, s.reason) for s in m.skipped_tasks)
+    # A task's notes are its own record (each task kind says what it notes).
     left_out = tuple(
-        (str(t["name"]), str(bucket), str(count))
-        for t in m.get("tasks") or []
-        for bucket, count in ((t.get("notes") or {}).get("skipped_items") or {}).items()
+        (t.name, str(bucket), str(count))
+        for t in m.tasks
+        for bucket, count in (t.notes.get("skipped_items") or {}).items()
     )
     undefined = tuple(
-        (str(t["name"]), str(metric), str(why))
-        for t in m.get("tasks") or []
-        for metric, why in ((t.get("notes") or {}).get("undefined_summaries") or {}).items()
+        (t.name, str(metric), str(why))
+        for t in m.tasks
+        for metric, why in (t.notes.get("undefined_summaries") or {}).items()
     )
-    v = m.get("vocabulary") or {}
+    v = m.vocabulary
     vocab = None
-    if v.get("padded_rows"):
-        vocab = PaddedVocab(v["embedding_rows"], v["tokenizer_tokens"], v["padded_rows"])
+    if v is not None and v.padded_rows:
+        vocab = PaddedVocab(v.embedding_rows, v.tokenizer_tokens, v.padded_rows)
     return RunFacts(skipped, left_out, undefined, vocab)
 
 
 def run_fact_blocks(
-    manifests: Sequence[Mapping[str, Any]], labels: Sequence[str]
+    manifests: Sequence[Manifest | Mapping[str, Any]], labels: Sequence[str]
 ) -> list[Table | Text]:
     skipped: list[tuple[str, ...]] = []
     left_out: list[tuple[str, ...]] = []

@@ -34,7 +34,7 @@ from evalkit.report.context import ReportContext, SectionFn, SingleRun
 from evalkit.report.context import ReportOptions as ReportOptions  # re-exported
 from evalkit.report.markdown import num, pval, signed
 from evalkit.report.runfacts import run_fact_blocks
-from evalkit.schema import Level, TagValue
+from evalkit.schema import Level, Manifest, TagValue
 from evalkit.store import RunData
 
 # Code tasks name k in the metric (`pass@1`, lm-eval's `pass_at_1`); the one name pattern
@@ -133,67 +133,62 @@ def _finite(x: float) -> float:
 # -- header ----------------------------------------------------------------------------------
 
 
-def _provenance(m: dict[str, Any]) -> str:
-    prov = m.get("provenance")
-    if not isinstance(prov, dict):
+def _provenance(m: Manifest) -> str:
+    prov = m.provenance
+    if prov is None:
         return "none recorded"
-    ck = prov.get("checkpoint") or {}
-    parts = [f"run {ck.get('run', '?')}"]
-    if ck.get("step") is not None:
-        parts.append(f"step {ck['step']}")
-    if ck.get("tokens_seen") is not None:
-        parts.append(f"{float(ck['tokens_seen']):.3g} tokens seen")
-    if ck.get("parent"):
-        parts.append(f"parent {ck['parent']}")
-    slices = prov.get("slices") or []
+    ck = prov.checkpoint
+    parts = [f"run {ck.run or '?'}"]
+    if ck.step is not None:
+        parts.append(f"step {ck.step}")
+    if ck.tokens_seen is not None:
+        parts.append(f"{float(ck.tokens_seen):.3g} tokens seen")
+    if ck.parent:
+        parts.append(f"parent {ck.parent}")
+    slices = prov.slices
     if slices:
-        top = sorted(slices, key=lambda s: -float(s.get("share") or 0))[:6]
-        shares = ", ".join(
-            str(s.get("name")) + (f" {float(s['share']):.0%}" if s.get("share") is not None else "")
-            for s in top
-        )
+        top = sorted(slices, key=lambda s: -(s.share or 0.0))[:6]
+        shares = ", ".join(s.name + (f" {s.share:.0%}" if s.share is not None else "") for s in top)
         more = f" (+{len(slices) - len(top)} more)" if len(slices) > len(top) else ""
         parts.append(f"{len(slices)} slices: {shares}{more}")
     return "; ".join(parts)
 
 
-def _hardware(m: dict[str, Any]) -> str:
-    hw = m.get("hardware") or {}
-    bits = [str(hw.get(k)) for k in ("device", "gpu", "gpu_name") if hw.get(k)]
-    if hw.get("cpu_count"):
-        bits.append(f"{hw['cpu_count']} CPUs")
-    if hw.get("torch"):
-        bits.append(f"torch {hw['torch']}")
+def _hardware(m: Manifest) -> str:
+    hw = m.hardware
+    bits = [str(v) for v in (hw.device, hw.gpu) if v]
+    if hw.cpu_count:
+        bits.append(f"{hw.cpu_count} CPUs")
+    if hw.torch:
+        bits.append(f"torch {hw.torch}")
     return ", ".join(bits) or "–"
 
 
 def header(ctx: ReportContext) -> Section:
-    fields: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("model", lambda m: str(m.get("checkpoint") or "–").rstrip("/").rsplit("/", 1)[-1]),
-        ("model fingerprint", lambda m: str(m.get("model_fingerprint") or "–")[:16]),
+    fields: list[tuple[str, Callable[[Manifest], str]]] = [
+        ("model", lambda m: (m.checkpoint or "–").rstrip("/").rsplit("/", 1)[-1]),
+        ("model fingerprint", lambda m: (m.model_fingerprint or "–")[:16]),
         ("provenance", _provenance),
-        ("suite", lambda m: str(m.get("suite") or "(tasks)")),
-        ("tasks", lambda m: str(len(m.get("tasks") or []))),
-        ("skipped tasks", lambda m: str(len(m.get("skipped_tasks") or []))),
+        ("suite", lambda m: m.suite or "(tasks)"),
+        ("tasks", lambda m: str(len(m.tasks))),
+        ("skipped tasks", lambda m: str(len(m.skipped_tasks))),
         (
             "backend",
             lambda m: (
-                f"{m.get('backend', '–')} ({_dtype(m)}"
-                + (", chat template" if _chat(m) else "")
-                + ")"
+                f"{m.backend or '–'} ({_dtype(m)}" + (", chat template" if m.chat else "") + ")"
             ),
         ),
         ("hardware", _hardware),
-        ("time", lambda m: str(m.get("created") or "–")),
+        ("time", lambda m: m.created or "–"),
         (
             "evalkit",
             lambda m: (
-                f"{m.get('evalkit_version', '–')}"
-                + (f" @ {str(m['evalkit_commit'])[:8]}" if m.get("evalkit_commit") else "")
+                (m.evalkit_version or "–")
+                + (f" @ {m.evalkit_commit[:8]}" if m.evalkit_commit else "")
             ),
         ),
     ]
-    body = tuple((name, *(fn(dict(r.manifest)) for r in ctx.runs)) for name, fn in fields)
+    body = tuple((name, *(fn(r.manifest) for r in ctx.runs)) for name, fn in fields)
     head = ("", *(f"`{lab}`" for lab in ctx.labels))
     blocks: list[Any] = [Table(head, body)]
     blocks += run_fact_blocks([r.manifest for r in ctx.runs], ctx.labels)
@@ -209,16 +204,11 @@ def header(ctx: ReportContext) -> Section:
     return Section("run", "Run", tuple(blocks))
 
 
-def _dtype(m: dict[str, Any]) -> str:
+def _dtype(m: Manifest) -> str:
     """The dtype the weights ran in; else what was asked for, said as such."""
-    if m.get("dtype_resolved"):
-        return str(m["dtype_resolved"])
-    return f"{m['dtype_requested']} requested" if m.get("dtype_requested") else "–"
-
-
-def _chat(m: dict[str, Any]) -> bool:
-    c = m.get("chat_template")
-    return bool(c.get("applied")) if isinstance(c, dict) else bool(c)
+    if m.dtype_resolved:
+        return m.dtype_resolved
+    return f"{m.dtype_requested} requested" if m.dtype_requested else "–"
 
 
 # -- families and tasks ----------------------------------------------------------------------
@@ -901,7 +891,7 @@ def deltas(ctx: ReportContext) -> Section:
 def attribution(ctx: ReportContext) -> Section:
     """The provenance attribution heatmap and table (`evalkit.report.attribution_plot`)."""
     title = "Attribution to training-data slices"
-    with_slices = [r for r in ctx.runs if ((r.manifest.get("provenance") or {}).get("slices"))]
+    with_slices = [r for r in ctx.runs if r.manifest.provenance and r.manifest.provenance.slices]
     if len(with_slices) < 2:
         return absent(
             "attribution", title, "Attribution needs several runs whose provenance lists slices."
@@ -929,9 +919,8 @@ def _has_routing(run: RunData) -> bool:
     """A run whose router decisions were collected (the routing section's own test)."""
     from evalkit.analysis.routing import ROUTING
 
-    info = run.manifest.get("routing")
-    collected = isinstance(info, dict) and info.get("status") == "collected"
-    return collected and (run.path / ROUTING).is_file()
+    info = run.manifest.routing
+    return info is not None and info.collected and (run.path / ROUTING).is_file()
 
 
 routing = SingleRun(_routing, _has_routing, "routing statistics")
