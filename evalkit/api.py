@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.backends.base import Backend
-from evalkit.engine import Truncation
+from evalkit.encoding import Truncation
 from evalkit.errors import EvalkitError
 from evalkit.pipeline.config import BACKENDS, RunConfig
 from evalkit.pipeline.execute import default_cache_dir, load_backend

@@ -30,7 +30,8 @@ from typing import Any
 from evalkit.analysis.routing import ROUTING, RoutedItem, routing_table
 from evalkit.backends.base import Backend
 from evalkit.backends.routing import RouterTap
-from evalkit.engine import Engine, EngineOptions, EngineStats, Truncation
+from evalkit.encoding import Truncation
+from evalkit.engine import Engine, EngineOptions, EngineStats
 from evalkit.errors import EvalkitError
 from evalkit.provenance import Provenance
 from evalkit.requests import Generate, Request, RollingLoglikelihood

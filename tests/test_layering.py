@@ -18,6 +18,8 @@ RANKS: dict[str, int] = {
     "evalkit.tasks": 1,
     "evalkit.backends.base": 2,
     "evalkit.cache": 2,
+    "evalkit.encoding": 2,
+    "evalkit.batching": 2,
     "evalkit.engine": 2,
     "evalkit.backends": 3,
     "evalkit.sandbox": 3,
