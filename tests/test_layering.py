@@ -38,6 +38,7 @@ RANKS: dict[str, int] = {
     "evalkit.export": 6,
     "evalkit.report": 7,
     "evalkit.api": 8,
+    "evalkit.decisions": 8,
     "evalkit.routing_run": 8,
     "evalkit.pipeline": 8,
     "evalkit.inputs": 8,
