@@ -69,7 +69,7 @@ class Outcome:
 
 
 class TestedProgram(Protocol):
-    """A model's solution and the tests that decide it (evalkit.tasks.code.TestedProgram)."""
+    """A model's solution and the tests that decide it (evalkit.tasks.executed.TestedProgram)."""
 
     @property
     def solution(self) -> str: ...  # the model's code: runs in a process of its own
