@@ -72,7 +72,7 @@ def main() -> None:
     from evalkit.backends.hf import HFBackend
     from evalkit.encoding import Encoder
     from evalkit.tasks import lmeval as adapter
-    from evalkit.tasks.lmeval import load_lmeval_tasks
+    from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
     ckpt = args.out / "checkpoint"
     vs_lmeval.ensure_checkpoint(ckpt)

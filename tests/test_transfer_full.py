@@ -19,7 +19,7 @@ import pytest
 
 import evalkit
 from evalkit.backends.fake import FakeBackend
-from evalkit.tasks.lmeval import _generate_request
+from evalkit.tasks.lmeval_convert import generate_request
 from evalkit.tasks.registry import load_suite, native_specs, resolve_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_every_task_in_the_suite_is_one_evalkit_runs(index: dict[str, Any]) -> N
                 problems.append(f"{leaf}: unsafe code outside generation")
             if kind == "generate_until":
                 try:
-                    _generate_request(leaf, "x", cfg.get("generation_kwargs") or {})
+                    generate_request(leaf, "x", cfg.get("generation_kwargs") or {})
                 except Exception as exc:
                     problems.append(f"{leaf}: {exc}")
             if k:
