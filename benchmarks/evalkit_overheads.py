@@ -70,9 +70,9 @@ def main() -> None:
     from evalkit.backends.base import ScoringGroup
     from evalkit.backends.guard import SAMPLE_GROUPS, sample
     from evalkit.backends.hf import HFBackend
-    from evalkit.engine import _Encoder
+    from evalkit.encoding import Encoder
     from evalkit.tasks import lmeval as adapter
-    from evalkit.tasks.lmeval import load_lmeval_tasks
+    from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
     ckpt = args.out / "checkpoint"
     vs_lmeval.ensure_checkpoint(ckpt)
@@ -93,7 +93,7 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {}
     items = build(True)
     assert items == build(False), "the template cache changed the items"
-    enc = _Encoder(backend.tokenizer)
+    enc = Encoder(backend.tokenizer)
     groups = []
     for it in items:
         units = [enc.pair(r.context, r.continuation) for r in it.requests]  # type: ignore[attr-defined]

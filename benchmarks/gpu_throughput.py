@@ -114,12 +114,12 @@ def ensure_checkpoint(ckpt: Path, config: dict[str, Any], dtype: str) -> int:
 def needed_tokens(ckpt: Path, tasks_dir: Path, task: str, limit: int) -> int:
     """Context once per document plus every continuation token, with lm-eval's split."""
     from evalkit.backends.hf import load_tokenizer
-    from evalkit.engine import _Encoder
+    from evalkit.encoding import Encoder
     from evalkit.requests import Loglikelihood
     from evalkit.tasks.registry import resolve_tasks
 
     tok = load_tokenizer(ckpt)
-    enc = _Encoder(tok)
+    enc = Encoder(tok)
     (t,) = resolve_tasks([task], tasks_dir)
     total = 0
     for item in t.items(limit, tok):

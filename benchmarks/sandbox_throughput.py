@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from evalkit.sandbox import Sandbox, choose
 from evalkit.sandbox.cgroups import NOT_PROBED
-from evalkit.tasks.code import humaneval_problems
+from evalkit.tasks.code_problems import humaneval_problems
 
 
 def main() -> None:

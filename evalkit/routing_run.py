@@ -29,7 +29,8 @@ from typing import Any
 from evalkit.analysis.routing import ROUTING, RoutedItem, routing_table
 from evalkit.backends.base import Backend
 from evalkit.backends.routing import RouterTap
-from evalkit.engine import Engine, EngineOptions, Truncation
+from evalkit.encoding import Truncation
+from evalkit.engine import Engine, EngineOptions
 from evalkit.provenance import Provenance
 from evalkit.requests import Request, RollingLoglikelihood
 from evalkit.tasks.base import Item, Task

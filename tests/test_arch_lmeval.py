@@ -14,7 +14,7 @@ from test_lmeval_parity import TASKS_DIR, _cwd, _samples, ll_tolerance
 
 from evalkit.backends.hf import HFBackend
 from evalkit.engine import Engine, EngineOptions
-from evalkit.tasks.lmeval import load_lmeval_tasks
+from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
 TASKS = ["evalkit_arith_mc", "evalkit_prose_rolling"]
 LIMIT = 12

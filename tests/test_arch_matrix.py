@@ -19,7 +19,8 @@ import torch
 from arch_models import ARCHS, SLIDE, WINDOW, build
 
 from evalkit.backends.hf import HFBackend, cut_at_stop
-from evalkit.engine import Engine, EngineOptions, _Encoder, rolling_windows
+from evalkit.encoding import Encoder, rolling_windows
+from evalkit.engine import Engine, EngineOptions
 from evalkit.errors import EvalkitError
 from evalkit.requests import (
     Generate,
@@ -146,7 +147,7 @@ def test_scores_equal_the_model_own_plain_forward(
     assert backend.settings.get("kv_reuse") == EXPECTED_KV_REUSE.get(name)
     requests = _requests()
     result = Engine(backend, None, EngineOptions(progress=False)).run(requests)
-    enc = _Encoder(backend.tokenizer)
+    enc = Encoder(backend.tokenizer)
     worst = 0.0
     longest = 0
     for req in requests:

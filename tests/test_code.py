@@ -20,13 +20,8 @@ import evalkit
 from evalkit.backends.fake import FakeBackend
 from evalkit.errors import EvalkitError
 from evalkit.sandbox import Limits, Sandbox, choose
-from evalkit.tasks.code import (
-    Problem,
-    TestedProgram,
-    humaneval_problems,
-    pass_at_k,
-    tiny_function_problems,
-)
+from evalkit.tasks.code_problems import Problem, humaneval_problems, tiny_function_problems
+from evalkit.tasks.executed import TestedProgram, pass_at_k
 from evalkit.tasks.registry import resolve_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ from evalkit.errors import EvalkitError
 from evalkit.requests import Generate, Loglikelihood, RollingLoglikelihood
 from evalkit.store import read_run
 from evalkit.tasks.chat import ChatFormat, chat_items, find_chat_template
-from evalkit.tasks.native import NativeTask, load_spec
+from evalkit.tasks.native import NativeTask
+from evalkit.tasks.native_spec import load_spec
 
 
 def evalkit(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from evalkit.backends.fake import FakeBackend
+from evalkit.batching import scoring_batches, scoring_groups
 from evalkit.cache import ResultCache
-from evalkit.engine import Engine, EngineOptions, rolling_windows
+from evalkit.encoding import rolling_windows
+from evalkit.engine import Engine, EngineOptions
 from evalkit.errors import ContextTooLongError, DamagedModelError
 from evalkit.requests import (
     Generate,
@@ -59,10 +61,10 @@ def test_batches_respect_the_token_budget_longest_first() -> None:
     backend = FakeBackend(lambda c, k: -1.0, token_budget=64)
     reqs = [Loglikelihood("x" * n, " y") for n in (5, 40, 10, 20, 30)]
     eng = Engine(backend, options=QUIET)
-    groups = eng._groups(eng._plan({r.hash: r for r in reqs}).units_of)
+    groups = scoring_groups(eng.units(reqs), backend.token_budget, backend.max_length)
     lengths = [g.packed_length for g in groups]
     assert lengths == sorted(lengths, reverse=True)
-    for batch in eng._scoring_batches(groups):
+    for batch in scoring_batches(groups, backend.token_budget):
         assert len(batch) * batch[0].packed_length <= 64 or len(batch) == 1
     eng.run(reqs)
     assert sum(backend.score_calls) == 5 and len(backend.score_calls) > 1

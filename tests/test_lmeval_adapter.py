@@ -19,13 +19,9 @@ from evalkit.requests import (
     RollingLoglikelihood,
     RollingResult,
 )
-from evalkit.tasks.lmeval import (
-    FEWSHOT_SEED,
-    LMEvalTask,
-    _generate_request,
-    _lm_resps,
-    load_lmeval_tasks,
-)
+from evalkit.tasks.lmeval import FEWSHOT_SEED, LMEvalTask
+from evalkit.tasks.lmeval_convert import generate_request, lm_resps
+from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
 TASKS_DIR = Path(__file__).resolve().parent / "data" / "lmeval_tasks"
 ARITH = [json.loads(line) for line in (TASKS_DIR / "arith.jsonl").read_text().splitlines()]
@@ -130,7 +126,7 @@ def test_groups_and_tags_expand_to_their_tasks() -> None:
 
 def test_importing_the_adapter_does_not_import_lm_eval() -> None:
     code = (
-        "import sys, evalkit.tasks.lmeval, evalkit.tasks.registry; "
+        "import sys, evalkit.tasks.lmeval_load, evalkit.tasks.registry; "
         "assert 'lm_eval' not in sys.modules, 'lm_eval imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -341,29 +337,29 @@ def test_score_rejects_items_of_another_task(tasks: dict[str, LMEvalTask]) -> No
 
 
 def test_generation_kwargs_follow_lm_evals_normalization() -> None:
-    assert _generate_request("t", "p", {"until": "\n\n", "max_new_tokens": 5}) == Generate(
+    assert generate_request("t", "p", {"until": "\n\n", "max_new_tokens": 5}) == Generate(
         "p", stop=("\n\n",), max_tokens=5
     )
-    assert _generate_request("t", "p", {"until": ["a", "b"]}).max_tokens == 256
-    assert _generate_request("t", "p", {"max_tokens": 7, "max_gen_toks": 3}).max_tokens == 3
-    sampled = _generate_request("t", "p", {"do_sample": True, "temperature": 0.7})
+    assert generate_request("t", "p", {"until": ["a", "b"]}).max_tokens == 256
+    assert generate_request("t", "p", {"max_tokens": 7, "max_gen_toks": 3}).max_tokens == 3
+    sampled = generate_request("t", "p", {"do_sample": True, "temperature": 0.7})
     assert sampled.temperature == 0.7
-    greedy = _generate_request("t", "p", {"do_sample": False, "temperature": 0.7, "top_p": 0.9})
+    greedy = generate_request("t", "p", {"do_sample": False, "temperature": 0.7, "top_p": 0.9})
     assert greedy.temperature == 0.0
     with pytest.raises(EvalkitError, match="num_beams"):
-        _generate_request("t", "p", {"num_beams": 4})
+        generate_request("t", "p", {"num_beams": 4})
     with pytest.raises(EvalkitError, match="top_k"):
-        _generate_request("t", "p", {"do_sample": True, "temperature": 1.0, "top_k": 50})
+        generate_request("t", "p", {"do_sample": True, "temperature": 1.0, "top_k": 50})
 
 
 def test_responses_become_lm_evals_resps() -> None:
     ll = Loglikelihood("a", " b")
-    assert _lm_resps(ll, LoglikelihoodResult(-1.5, 1, True), 1) == [(-1.5, True)]
+    assert lm_resps(ll, LoglikelihoodResult(-1.5, 1, True), 1) == [(-1.5, True)]
     roll = RollingLoglikelihood("text")
-    assert _lm_resps(roll, RollingResult(-9.0, 3), 2) == [-9.0, -9.0]
+    assert lm_resps(roll, RollingResult(-9.0, 3), 2) == [-9.0, -9.0]
     greedy = Generate("p")
-    assert _lm_resps(greedy, GenerateResult((" 4",)), 3) == [" 4", " 4", " 4"]
+    assert lm_resps(greedy, GenerateResult((" 4",)), 3) == [" 4", " 4", " 4"]
     sampled = Generate("p", temperature=1.0, n=2)
-    assert _lm_resps(sampled, GenerateResult(("x", "y")), 2) == ["x", "y"]
+    assert lm_resps(sampled, GenerateResult(("x", "y")), 2) == ["x", "y"]
     with pytest.raises(TypeError):
-        _lm_resps(ll, RollingResult(-1.0, 1), 1)
+        lm_resps(ll, RollingResult(-1.0, 1), 1)

@@ -22,8 +22,8 @@ import pytest
 
 import evalkit
 from evalkit.backends.fake import FakeBackend
-from evalkit.tasks.lmeval import load_lmeval_tasks
 from evalkit.tasks.lmeval_code import DEFERRED, LMEvalCodeTask, pass_at_k
+from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
 N_HE = 6
 

@@ -25,7 +25,8 @@ from evalkit.backends.hf import HFBackend
 from evalkit.engine import Engine, EngineOptions
 from evalkit.requests import Generate, GenerateResult, Loglikelihood, RollingLoglikelihood
 from evalkit.tasks.base import Item, ItemResult
-from evalkit.tasks.lmeval import LMEvalTask, load_lmeval_tasks
+from evalkit.tasks.lmeval import LMEvalTask
+from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
 TASKS_DIR = Path(__file__).resolve().parent / "data" / "lmeval_tasks"
 TINY_BASE = Path(__file__).resolve().parents[1] / "examples" / "checkpoints" / "tiny-base"

@@ -1,4 +1,4 @@
-"""lm-eval's registry is indexed once a process (evalkit.tasks.lmeval._registry_manager); a
+"""lm-eval's registry is indexed once a process (evalkit.tasks.lmeval_load._registry_manager); a
 user's tasks directory is indexed on every call, so an edit between calls is seen."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from evalkit.tasks import lmeval
+from evalkit.tasks import lmeval_load as lmeval
 
 
 def _write_task(root: Path, name: str) -> None:

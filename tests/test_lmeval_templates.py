@@ -11,7 +11,7 @@ import jinja2
 import pytest
 
 from evalkit.tasks import lmeval as adapter
-from evalkit.tasks.lmeval import load_lmeval_tasks
+from evalkit.tasks.lmeval_load import load_lmeval_tasks
 from evalkit.tasks.lmeval_templates import compiled_once
 
 TASKS_DIR = Path(__file__).resolve().parent / "data" / "lmeval_tasks"

@@ -12,7 +12,8 @@ from evalkit import metrics as M
 from evalkit.errors import EvalkitError
 from evalkit.requests import Generate, GenerateResult, Loglikelihood, LoglikelihoodResult
 from evalkit.tasks.generators import GENERATORS, generator_table
-from evalkit.tasks.native import NativeTask, load_spec
+from evalkit.tasks.native import NativeTask
+from evalkit.tasks.native_spec import load_spec
 from evalkit.tasks.registry import load_suite, native_specs, resolve_tasks
 
 MC_SPEC = """

@@ -17,7 +17,7 @@ import evalkit
 from evalkit.backends.fake import FakeBackend
 from evalkit.errors import EvalkitError
 from evalkit.requests import Generate, Loglikelihood
-from evalkit.tasks.lmeval import load_lmeval_tasks
+from evalkit.tasks.lmeval_load import load_lmeval_tasks
 from evalkit.tasks.options import apply_options, make_options, parse_gen_kwargs
 from evalkit.tasks.registry import resolve_tasks
 

@@ -140,12 +140,63 @@ def test_the_stages_composed_by_hand_equal_api_score(tmp_path: Path) -> None:
     assert not scores_table(other.rows).equals(scores_table(whole.rows))
 
 
+# The run path: every stage up to the run store (tests/test_layering.py's RANKS, so a new module
+# is placed by its rank), and above it the modules a run or a decision command goes through.
+# Analysis and report (ranks 6-7) read stored runs; the CLI (cli.py) is checked on its own.
+RUN_PATH_ABOVE_STORE = ("evalkit.pipeline", "evalkit.api", "evalkit.decisions",
+                        "evalkit.routing_run", "evalkit.cli_options")  # fmt: skip
+# Still over, each with why; one that shrinks under the limit must leave this list.
+NOT_YET_SPLIT = {
+    "evalkit.stats": "being split by the i18back branch",
+    "evalkit.backends.hf": "being split by the i18back branch",
+    "evalkit.backends.vllm": "being split by the i18back branch",
+    "evalkit.tasks.probes.tasks": "the probe task classes, one per probe family: not split yet",
+}
+MAX_LINES = 400
+
+
+def _run_path(package: Path = PACKAGE) -> dict[str, int]:
+    """Module name -> line count, for every module of `package` on the run path."""
+    from test_layering import rank
+
+    out = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        mod = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        above = any(mod == m or mod.startswith(m + ".") for m in RUN_PATH_ABOVE_STORE)
+        if rank(mod) <= rank("evalkit.store") or above:
+            out[mod] = len(path.read_text().splitlines())
+    return out
+
+
+def _too_long(lines: dict[str, int]) -> dict[str, int]:
+    return {m: n for m, n in lines.items() if n > MAX_LINES and m not in NOT_YET_SPLIT}
+
+
 def test_no_module_on_the_run_path_is_over_400_lines() -> None:
-    # api.py holds score's keyword shim and the decision commands, not the run's work.
-    run_path = [*sorted((PACKAGE / "pipeline").glob("*.py")), PACKAGE / "aggregate.py",
-                PACKAGE / "cli_options.py", PACKAGE / "store.py", PACKAGE / "schema.py"]  # fmt: skip
-    long = {p.name: n for p in run_path if (n := len(p.read_text().splitlines())) > 400}
+    lines = _run_path()
+    # The split modules are on it (a broken derivation would pass vacuously).
+    for mod in ("evalkit.engine", "evalkit.encoding", "evalkit.api", "evalkit.decisions.compare",
+                "evalkit.tasks.lmeval", "evalkit.tasks.code", "evalkit.sandbox.executor",
+                "evalkit.pipeline.run", "evalkit.store", "evalkit.backends.base"):  # fmt: skip
+        assert mod in lines, mod
+    long = _too_long(lines)
     assert not long, long
+    fixed = [m for m in NOT_YET_SPLIT if lines.get(m, 0) <= MAX_LINES]
+    assert not fixed, f"no longer over {MAX_LINES} lines: drop from NOT_YET_SPLIT: {fixed}"
+
+
+def test_the_run_path_check_finds_a_new_long_module(tmp_path: Path) -> None:
+    # Negative control: a new long module in a run-path package is caught without being
+    # listed anywhere; the same module in analysis (reads stored runs) is not on the path.
+    pkg = tmp_path / "evalkit"
+    for name, n in (("tasks/new_kind.py", MAX_LINES + 1), ("tasks/small.py", MAX_LINES),
+                    ("decisions/new.py", MAX_LINES + 1), ("analysis/big.py", 900)):  # fmt: skip
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text("x = 1\n" * n)
+    lines = _run_path(pkg)
+    assert _too_long(lines) == {"evalkit.tasks.new_kind": 401, "evalkit.decisions.new": 401}
+    assert "evalkit.analysis.big" not in lines and "evalkit.tasks.small" in lines
 
 
 def _evalkit(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -582,10 +582,10 @@ def test_stale_scratch_is_swept_at_start_up(
 ) -> None:
     import tempfile
 
-    from evalkit.sandbox import executor, leases
+    from evalkit.sandbox import inflight, leases
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(executor, "_swept_pid", None)
+    monkeypatch.setattr(inflight, "_swept_pid", None)
     free = next(b for b in range(leases.BLOCKS - 1, 0, -1) if leases.is_free(b))
     held = next(b for b in range(free - 1, 0, -1) if leases.is_free(b))
     holder = leases._try_lock(held)  # another live evaluator

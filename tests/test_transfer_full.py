@@ -19,7 +19,7 @@ import pytest
 
 import evalkit
 from evalkit.backends.fake import FakeBackend
-from evalkit.tasks.lmeval import _generate_request
+from evalkit.tasks.lmeval_convert import generate_request
 from evalkit.tasks.registry import load_suite, native_specs, resolve_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ OLMES_REASONING = {
 
 @pytest.fixture(scope="module")
 def index() -> dict[str, Any]:
-    from evalkit.tasks.lmeval import _registry_manager
+    from evalkit.tasks.lmeval_load import _registry_manager
 
     # The process's one index of lm-eval's registry (evalkit's own lookups share it).
     return dict(_registry_manager().task_index)
@@ -119,7 +119,7 @@ def test_every_task_in_the_suite_is_one_evalkit_runs(index: dict[str, Any]) -> N
                 problems.append(f"{leaf}: unsafe code outside generation")
             if kind == "generate_until":
                 try:
-                    _generate_request(leaf, "x", cfg.get("generation_kwargs") or {})
+                    generate_request(leaf, "x", cfg.get("generation_kwargs") or {})
                 except Exception as exc:
                     problems.append(f"{leaf}: {exc}")
             if k:

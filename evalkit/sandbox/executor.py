@@ -9,31 +9,35 @@ harness opened (so output is capped by the file-size limit, never buffered whole
 evaluator). It passes only if it exits 0 *and* hands back the runner's nonce (runner.py). When
 it ends, times out or not, everything it started is killed: its process group, its cgroup, its
 pid namespace (bubblewrap) and, when it ran as its own uid, every process of that uid. SIGTERM
-to the evaluator does the same before it dies; a dead evaluator's leftovers are swept by the
-next one (leases.py).
+to the evaluator does the same before it dies, and a dead evaluator's leftovers are swept by
+the next one (inflight.py, leases.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import queue
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Literal, Protocol
 
 from evalkit.errors import EvalkitError
 from evalkit.sandbox import cgroups
-from evalkit.sandbox.cleanup import remove_tree
+from evalkit.sandbox.inflight import (
+    Running,
+    cleanup_on_sigterm,
+    finish,
+    killpg,
+    next_number,
+    start_up,
+)
 from evalkit.sandbox.isolation import (
     LAUNCHER,
     SANDBOX_DIR,
@@ -43,7 +47,7 @@ from evalkit.sandbox.isolation import (
     divided,
     uid_base,
 )
-from evalkit.sandbox.leases import BLOCK_UIDS, is_free, lease, stale_scratch_roots
+from evalkit.sandbox.leases import BLOCK_UIDS, lease
 from evalkit.sandbox.limits import Limits
 from evalkit.sandbox.runner import RUNNER, Handoff, handoff
 
@@ -69,7 +73,7 @@ class Outcome:
 
 
 class TestedProgram(Protocol):
-    """A model's solution and the tests that decide it (evalkit.tasks.code.TestedProgram)."""
+    """A model's solution and the tests that decide it (evalkit.tasks.executed.TestedProgram)."""
 
     @property
     def solution(self) -> str: ...  # the model's code: runs in a process of its own
@@ -98,95 +102,6 @@ def _user_processes(uid: int) -> int:
             with contextlib.suppress(OSError):
                 n += os.stat(f"/proc/{entry}").st_uid == uid
     return n
-
-
-@dataclass
-class _Running:
-    """A program in flight, for the SIGTERM handler: what to kill and what to remove."""
-
-    home: Path
-    pid: int | None = None
-    group: cgroups.Group | None = None
-    uid: int | None = None
-
-
-_registry_lock = threading.Lock()
-_running: dict[int, _Running] = {}  # by id()
-_numbers = itertools.count()
-_swept_pid: int | None = None
-
-
-def _start_up(entry: _Running) -> None:
-    """Register a program and make its directory. The first time in an evaluator process: take
-    a lease, and sweep what dead evaluators left behind (scratch roots and cgroups)."""
-    global _swept_pid
-    own = lease()
-    with _registry_lock:
-        if _swept_pid != os.getpid():
-            for stale in [*stale_scratch_roots(), own.scratch_root]:
-                if stale.exists():
-                    remove_tree(stale)
-            support = cgroups.detect()
-            if support.kind != "none":
-                # Our own block's groups, too: left by an evaluator that held it and died.
-                cgroups.sweep(support, lambda b: b == own.block or is_free(b))
-            _swept_pid = os.getpid()
-        own.scratch_root.mkdir(mode=0o711, exist_ok=True)
-        os.chmod(own.scratch_root, 0o711)  # traversable by a dropped uid (rlimits mode)
-        entry.home.mkdir(mode=0o711)
-        _running[id(entry)] = entry
-
-
-def _finish(entry: _Running) -> None:
-    """Remove a program's directory, and the scratch root once nothing runs."""
-    with _registry_lock:
-        _running.pop(id(entry), None)
-        remove_tree(entry.home)
-        if not _running:
-            with contextlib.suppress(OSError):
-                remove_tree(lease().scratch_root)
-
-
-def _abort_all() -> None:
-    """Kill every program in flight and remove every trace of them (SIGTERM)."""
-    with _registry_lock:
-        running = list(_running.values())
-        _running.clear()
-    for r in running:
-        if r.pid is not None:
-            _killpg(r.pid)
-        if r.group is not None:
-            r.group.close()
-    for r in running:
-        with contextlib.suppress(OSError):
-            remove_tree(r.home)
-    with contextlib.suppress(OSError):
-        remove_tree(lease().scratch_root)
-
-
-@contextlib.contextmanager
-def _cleanup_on_sigterm() -> Iterator[None]:
-    """While programs run: SIGTERM to the evaluator first kills them and removes their scratch,
-    then takes its usual course. Only the main thread can set a handler; elsewhere the sweep
-    at the next start-up removes what is left."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        _abort_all()
-        signal.signal(signal.SIGTERM, previous)
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Sandbox:
@@ -219,7 +134,7 @@ class Sandbox:
                     on_done(1)
 
         with (
-            _cleanup_on_sigterm(),
+            cleanup_on_sigterm(),
             ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool,
         ):
             return list(pool.map(one, programs))
@@ -284,16 +199,16 @@ class Sandbox:
             source = program.solution
             hand = handoff(program.setup, program.test, program.entry_point)
         uid = uid_base() + slot if self.isolation.drops_user else None
-        number = next(_numbers)
-        entry = _Running(home=lease().scratch_root / str(number), uid=uid)
-        _start_up(entry)
+        number = next_number()
+        entry = Running(home=lease().scratch_root / str(number), uid=uid)
+        start_up(entry)
         try:
             return self._execute(source, hand, entry.home, uid, number, entry)
         finally:
-            _finish(entry)
+            finish(entry)
 
     def _execute(
-        self, source: str, hand: Handoff, home: Path, uid: int | None, number: int, entry: _Running
+        self, source: str, hand: Handoff, home: Path, uid: int | None, number: int, entry: Running
     ) -> Outcome:
         scratch, logs = home / "work", home / "io"
         scratch.mkdir(mode=0o711)
@@ -328,7 +243,7 @@ class Sandbox:
                 os.close(verdict_fd)
             timed_out = not _wait_unreaped(proc.pid, start + self.limits.wall_seconds)
             # Kill the group before reaping its leader, so the group id cannot be reused.
-            _killpg(proc.pid)
+            killpg(proc.pid)
             rc = proc.wait()
             seconds = time.monotonic() - start
             oom = group is not None and group.oom_killed()
@@ -365,11 +280,6 @@ def _wait_unreaped(pid: int, deadline: float) -> bool:
             return False
         time.sleep(min(delay, deadline - now))
         delay = min(delay * 2, _POLL_SECONDS)
-
-
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _kill_uid(python: str, uid: int) -> None:

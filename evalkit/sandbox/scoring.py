@@ -10,7 +10,7 @@ from dataclasses import replace
 from evalkit.requests import Response
 from evalkit.sandbox.executor import Outcome, Sandbox
 from evalkit.tasks.base import Item, ItemResult, ProgramRunner, ScoringContext
-from evalkit.tasks.code import ExecutedTask, Execution, TestedProgram, score_by_running
+from evalkit.tasks.executed import ExecutedTask, Execution, TestedProgram, score_by_running
 
 
 def program_runner(sandbox: Sandbox, progress: bool = False) -> ProgramRunner:

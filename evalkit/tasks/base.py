@@ -12,7 +12,7 @@ from evalkit.errors import EvalkitError
 from evalkit.requests import Request, Response
 
 if TYPE_CHECKING:  # types only: these modules build on this one
-    from evalkit.tasks.code import Execution, TestedProgram
+    from evalkit.tasks.executed import Execution, TestedProgram
     from evalkit.tasks.groups import GroupSpec
     from evalkit.tasks.options import RunOptions
 

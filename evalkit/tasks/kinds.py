@@ -10,8 +10,8 @@ There is no registration by import: a kind exists when it is listed in `KINDS` (
 an error. docs/tasks.md walks through adding one.
 
 Old spelling (before the split): `kind: multiple_choice` (or another request shape) meant
-`kind: native` with that request. `evalkit.tasks.native.migrate` rewrites it so, explicitly, in
-one place; every shipped file under tasks/ uses the new spelling.
+`kind: native` with that request. `evalkit.tasks.native_spec.migrate` rewrites it so, explicitly,
+in one place; every shipped file under tasks/ uses the new spelling.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from evalkit.errors import EvalkitError
 from evalkit.tasks.base import Identity, Task
 from evalkit.tasks.code import CodeTask, load_code_spec
-from evalkit.tasks.native import REQUEST_SHAPES, NativeTask, load_spec_raw, migrate
+from evalkit.tasks.native import NativeTask
+from evalkit.tasks.native_spec import REQUEST_SHAPES, load_spec_raw, migrate
 from evalkit.tasks.probes.tasks import load_probe_spec, make_probe
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from evalkit.requests import Response
 from evalkit.tasks.base import Item, ItemResult, MetricSpec, Needs, ScoringContext
-from evalkit.tasks.code import Execution, plain_score_refused, score_by_running
+from evalkit.tasks.executed import Execution, plain_score_refused, score_by_running
 from evalkit.tasks.lmeval import LMEvalTask
 
 # code_eval's defaults: compute(..., k=[1, 10, 100], timeout=3.0).

@@ -180,7 +180,7 @@ def resolve_tasks(
             lmeval_names.append(n)
     loaded: dict[str, Task] = {}
     if lmeval_names:
-        from evalkit.tasks.lmeval import load_lmeval_tasks
+        from evalkit.tasks.lmeval_load import load_lmeval_tasks
 
         for t in load_lmeval_tasks(lmeval_names, tasks_dir):
             loaded[t.name] = t
