@@ -1,9 +1,9 @@
 """Positive control for the long-context family, and the long-context claim measured (issue 16).
 
-`examples/checkpoints/retrieval-control` is a 2-layer tiny Llama trained by
-`examples/train_retrieval.py` on documents of the needle family's own shape (plus copying) at
-lengths up to L = 256 tokens inside a 1,024-token window; `retrieval-long` continues it at up to
-4 L with long documents upsampled; the RoPE-scaled copies (no training; made here with
+`examples/checkpoints/retrieval-control` is a 2-layer tiny Llama (hidden 128, head dim 32) trained
+by `examples/train_retrieval.py` on documents of the needle family's own shape (plus copying and
+copied digit runs) at lengths up to L = 256 tokens inside a 1,024-token window, warm-started from a
+copying stage; `retrieval-long` continues it at up to 2 L with long documents upsampled; the RoPE-scaled copies (no training; made here with
 `examples/rope_scale.py`) are the bolted-on alternative; a random init of the same shape is the
 negative control. All are scored on a subset of `examples/tasks/niah_grid.yaml` (same seed, so
 the same items as the full grid in docs/longctx.md: 15 per length here, 50 there).
@@ -34,7 +34,7 @@ DOCS = ROOT / "docs" / "longctx.md"
 L = 256
 NIAH = "longctx_niah_grid"
 EFFECTIVE = "effective_length[recall>=0.85]"
-LENGTHS = [192, 256, 512, 1024]  # the grid's shortest length, L, 2 L and 4 L
+LENGTHS = [192, 256, 384, 512, 1024]  # the grid's shortest length, L, 1.5 L, 2 L and 4 L
 PER_CELL = 3  # x 5 depths = 15 items per length
 
 
@@ -142,16 +142,19 @@ def test_bundle_has_the_run_and_its_steps() -> None:
 
 def test_control_recalls_below_L_and_not_beyond(scores: dict[str, Scores]) -> None:
     s = scores["retrieval-control"]
-    # Full grid (docs/longctx.md): 0.94 at 192, 0.76 at L = 256 -- short of the issue's 0.85 at L.
-    first = s[(NIAH, "recall[len=192]")]
-    assert first.value >= 0.85 and first.ci_low > 0.6, first
+    # Full grid (docs/longctx.md): 1.00 at 192 and at L = 256, every depth; 0.36 at 384, 0 beyond.
+    for n in (192, L):
+        r = s[(NIAH, f"recall[len={n}]")]
+        assert r.value >= 0.85 and r.ci_low > 0.6, r
+        for depth in (0, 25, 50, 75, 100):
+            cell = s[(NIAH, f"recall[len={n},depth={depth}]")]
+            assert cell.value >= 0.85, cell  # at every depth
     at_l = s[(NIAH, f"recall[len={L}]")]
-    assert at_l.value >= 0.6 and at_l.ci_low > 0.3, at_l
     for n in (2 * L, 4 * L):
         r = s[(NIAH, f"recall[len={n}]")]
         assert r.value <= 0.1 and r.ci_high < at_l.ci_low, (r, at_l)  # never trained past L
     eff = s[(NIAH, EFFECTIVE)]
-    assert 192 <= eff.value <= L, eff  # L to one grid step (192 on the full grid)
+    assert eff.value == L, eff
 
 
 def test_control_copies_far_above_tiny_base(scores: dict[str, Scores]) -> None:
@@ -169,27 +172,31 @@ def test_random_init_finds_nothing(scores: dict[str, Scores]) -> None:
     assert s[(NIAH, EFFECTIVE)].value == 0
 
 
-def test_continued_pretraining_moves_recall_past_L(scores: dict[str, Scores]) -> None:
+def test_continued_pretraining_moves_the_effective_length_past_L(scores: dict[str, Scores]) -> None:
     ctrl, long = scores["retrieval-control"], scores["retrieval-long"]
+    r1, r2 = ctrl[(NIAH, f"recall[len={2 * L}]")], long[(NIAH, f"recall[len={2 * L}]")]
+    assert r2.value >= 0.85 and r2.ci_low > r1.ci_high, (r1, r2)
+    e1, e2 = ctrl[(NIAH, EFFECTIVE)], long[(NIAH, EFFECTIVE)]
+    assert e2.value > L and e2.ci_low > e1.ci_high, (e1, e2)  # the intervals exclude each other
+    # trained to 2 L only: at 4 L it is back near nothing (0.08 on the full grid)
+    assert long[(NIAH, f"recall[len={4 * L}]")].value <= 0.3
+
+
+def test_rope_scaling_without_training_as_measured(scores: dict[str, Scores]) -> None:
+    """What the bolted-on copies showed (docs/longctx.md), not what the seed expected: linear x4
+    loses everything; yarn x4 keeps the short context and extends the window past L."""
+    ctrl, linear, yarn = (
+        scores["retrieval-control"],
+        scores["rope-linear-x4"],
+        scores["rope-yarn-x4"],
+    )
+    assert linear[(NIAH, EFFECTIVE)].value == 0
+    for n in LENGTHS:
+        assert linear[(NIAH, f"recall[len={n}]")].value == 0, n
+    assert yarn[(NIAH, EFFECTIVE)].value > L
     for n in (2 * L, 4 * L):
-        r1, r2 = ctrl[(NIAH, f"recall[len={n}]")], long[(NIAH, f"recall[len={n}]")]
-        assert r2.value >= 0.2 and r2.ci_low > r1.value, (n, r1, r2)
-    # ... but not its effective length past L (the issue's bar; docs/longctx.md says so)
-    assert long[(NIAH, EFFECTIVE)].value <= L
-
-
-def test_rope_scaling_without_training_does_not_extend_the_window(
-    scores: dict[str, Scores],
-) -> None:
-    ctrl = scores["retrieval-control"]
-    for name in ("rope-linear-x4", "rope-yarn-x4"):
-        s = scores[name]
-        assert s[(NIAH, EFFECTIVE)].value == 0, name
-        for n in (2 * L, 4 * L):
-            assert s[(NIAH, f"recall[len={n}]")].value <= 0.2, name
-        # and it costs the short context: recall at 192 falls below the control's
-        assert s[(NIAH, "recall[len=192]")].value < ctrl[(NIAH, "recall[len=192]")].value, name
-    assert scores["rope-linear-x4"][(NIAH, f"recall[len={L}]")].value == 0
+        r1, r2 = ctrl[(NIAH, f"recall[len={n}]")], yarn[(NIAH, f"recall[len={n}]")]
+        assert r2.value >= 0.5 and r2.ci_low > r1.ci_high, (n, r1, r2)
 
 
 def test_continued_pretraining_keeps_short_context_within_its_mde(runs: dict[str, Any]) -> None:
@@ -201,9 +208,8 @@ def test_continued_pretraining_keeps_short_context_within_its_mde(runs: dict[str
     cb = runs["retrieval-long/induction"]
     x = {(s.display_task, s.label): s for s in ca.rows}[("icl_induction", "copy_acc")]
     y = {(s.display_task, s.label): s for s in cb.rows}[("icl_induction", "copy_acc")]
-    # Copying mostly kept, far above tiny-base's 0.00, but it fell (measured 0.98 -> 0.85 on
-    # these 8 items): the long documents have a smaller copying share; docs/controls.md says so.
-    assert y.value >= 0.7, (x, y)
+    # Copying kept, far above tiny-base's 0.00 (docs/controls.md has the 40-item numbers).
+    assert x.value >= 0.8 and y.value >= 0.8, (x, y)
 
 
 _ROW = re.compile(
