@@ -46,12 +46,12 @@ def per_continuation_rows(backend: Any, group: Any) -> list[list[float]]:
     ids = torch.full((len(rows), width), backend.tokenizer.pad_token_id, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
-    hidden = backend._decoder(input_ids=ids).last_hidden_state
+    hidden = backend.forward.decoder(input_ids=ids).last_hidden_state
     n_ctx = len(group.context)
     out = []
     for i, c in enumerate(group.continuations):
         cols = list(range(n_ctx - 1, n_ctx - 1 + len(c)))
-        out.append(backend._token_scores(hidden, [i] * len(c), cols, list(c))[0])
+        out.append(backend.forward.token_scores(hidden, [i] * len(c), cols, list(c))[0])
     return out
 
 
@@ -101,7 +101,7 @@ def main() -> None:
     picked = [groups[i] for i in sample(groups, SAMPLE_GROUPS)]
     with torch.inference_mode():
         for g in picked:
-            a, b = per_continuation_rows(backend, g), backend._plain_logprobs(g)
+            a, b = per_continuation_rows(backend, g), backend.forward.plain_logprobs(g)
             assert (
                 max(
                     abs(x - y) for p, q in zip(a, b, strict=True) for x, y in zip(p, q, strict=True)
@@ -116,7 +116,7 @@ def main() -> None:
             ("guard reference, row per continuation (before)",
              lambda: [per_continuation_rows(backend, g) for g in picked]),
             ("guard reference, plain_rows (after)",
-             lambda: [backend._plain_logprobs(g) for g in picked]),
+             lambda: [backend.forward.plain_logprobs(g) for g in picked]),
         ):  # fmt: skip
             loads.append(os.getloadavg()[0])
             with torch.inference_mode():

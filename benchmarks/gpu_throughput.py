@@ -113,7 +113,7 @@ def ensure_checkpoint(ckpt: Path, config: dict[str, Any], dtype: str) -> int:
 
 def needed_tokens(ckpt: Path, tasks_dir: Path, task: str, limit: int) -> int:
     """Context once per document plus every continuation token, with lm-eval's split."""
-    from evalkit.backends.hf import load_tokenizer
+    from evalkit.backends.hf_checkpoint import load_tokenizer
     from evalkit.encoding import Encoder
     from evalkit.requests import Loglikelihood
     from evalkit.tasks.registry import resolve_tasks

@@ -54,7 +54,7 @@ def deltas(backend: Any, batch: list[Any]) -> list[float]:
         fast = backend._score(batch)
         out = []
         for g, scores in zip(batch, fast, strict=True):
-            plain = backend._plain_logprobs(g)
+            plain = backend.forward.plain_logprobs(g)
             for s, p in zip(scores, plain, strict=True):
                 out.extend(abs(a - b) for a, b in zip(s.token_logprobs, p, strict=True))
     return out

@@ -2,8 +2,9 @@
 
 A random-init Bloom (ALiBi) checkpoint with the bundled tiny-base tokenizer, multiple-choice
 shaped groups (a long context, several multi-token endings), scored by the HF backend's
-unpacked path twice: one row per (context, continuation) (`_score_rows`, the code before the
-reuse) and one context pass per group with its KV cache reused (`_score_unpacked`). Prints a
+unpacked path twice: one row per (context, continuation) (`hf_unpacked.score_rows`, the code
+before the reuse) and one context pass per group with its KV cache reused
+(`hf_unpacked.score_unpacked`). Prints a
 table: seconds (best of --repeats), scored tokens per second, speed-up, max |delta| nats.
 
     .venv/bin/python benchmarks/unpacked_kv_reuse.py [--hidden 256] [--layers 4] [--groups 16]
@@ -59,6 +60,7 @@ def main() -> None:
 
     from evalkit.backends.base import ScoringGroup
     from evalkit.backends.hf import HFBackend
+    from evalkit.backends.hf_unpacked import score_rows, score_unpacked
 
     torch.set_num_threads(args.threads)
     rng = random.Random(0)
@@ -82,12 +84,12 @@ def main() -> None:
             scored = sum(len(c) for g in groups for c in g.continuations)
             timings = {}
             results = {}
-            for label, fn in (("rows", backend._score_rows), ("reuse", backend._score_unpacked)):
+            for label, fn in (("rows", score_rows), ("reuse", score_unpacked)):
                 best = float("inf")
                 for _ in range(args.repeats):
                     t = time.perf_counter()
                     with torch.inference_mode():
-                        results[label] = fn(groups)
+                        results[label] = fn(backend.forward, groups)
                     best = min(best, time.perf_counter() - t)
                 timings[label] = best
             diff = max(

@@ -18,7 +18,8 @@ import pytest
 import torch
 from arch_models import ARCHS, SLIDE, WINDOW, build
 
-from evalkit.backends.hf import HFBackend, cut_at_stop
+from evalkit.backends.hf import HFBackend
+from evalkit.backends.hf_generate import cut_at_stop
 from evalkit.encoding import Encoder, rolling_windows
 from evalkit.engine import Engine, EngineOptions
 from evalkit.errors import EvalkitError
@@ -226,7 +227,10 @@ def _unpacked_groups() -> list[Any]:
 
 @pytest.mark.parametrize("name", ["bloom-alibi", "falcon-alibi"])
 def test_kv_reuse_equals_one_row_per_continuation(
-    name: str, built: dict[str, tuple[Path, Any]], tmp_path_factory: pytest.TempPathFactory
+    name: str,
+    built: dict[str, tuple[Path, Any]],
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The reused cache (also split into chunks by a small token budget, which copies it)
     against the model's own forward of each (context, continuation); and a negative control:
@@ -242,10 +246,15 @@ def test_kv_reuse_equals_one_row_per_continuation(
             for cont, score in zip(group.continuations, scores, strict=True):
                 assert abs(score.logprob - _plain_logprob(model, group.context, cont)) < TOL
 
-    right = backend._context_pass
-    backend._context_pass = lambda ctx: right((ctx[0] + 1, *ctx[1:]))  # type: ignore[method-assign]
+    from evalkit.backends import hf_unpacked
+
+    right = hf_unpacked.context_pass
+    # Negative control: a context pass over the wrong tokens must be caught.
+    monkeypatch.setattr(
+        hf_unpacked, "context_pass", lambda fw, ctx: right(fw, (ctx[0] + 1, *ctx[1:]))
+    )
     with torch.inference_mode():
-        wrong = backend._score_unpacked(groups[:1])[0]
+        wrong = hf_unpacked.score_unpacked(backend.forward, groups[:1])[0]
     worst = max(
         abs(s.logprob - _plain_logprob(model, groups[0].context, c))
         for c, s in zip(groups[0].continuations, wrong, strict=True)
@@ -262,11 +271,11 @@ def test_a_cache_that_drops_context_tokens_is_not_reused(
 
     sliding, _ = _get(built, tmp_path_factory, "mistral-sliding")
     backend = HFBackend(sliding, device="cpu", dtype="float32")
-    verdict = kv_reuse.probe(backend._decoder, backend.device, 2)
+    verdict = kv_reuse.probe(backend.forward.decoder, backend.device, 2)
     assert verdict.startswith("off (cache layers ['DynamicSlidingWindowLayer']"), verdict
     plain, _ = _get(built, tmp_path_factory, "gpt-neox")
     backend = HFBackend(plain, device="cpu", dtype="float32")
-    assert kv_reuse.probe(backend._decoder, backend.device, 2) == kv_reuse.ON
+    assert kv_reuse.probe(backend.forward.decoder, backend.device, 2) == kv_reuse.ON
     assert "kv_reuse" not in backend.settings  # packed: the setting is the unpacked path's
 
 

@@ -68,7 +68,7 @@ def test_the_reference_equals_one_forward_per_continuation(
     ]
     with torch.inference_mode():
         for g in groups:
-            got = backend._plain_logprobs(g)
+            got = backend.forward.plain_logprobs(g)
             want = _one_by_one(model, g)
             assert [len(x) for x in got] == [len(c) for c in g.continuations]
             for a, b in zip(got, want, strict=True):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from evalkit.backends.base import GenerationJob, ScoringGroup
-from evalkit.backends.hf import HFBackend, cut_at_stop
+from evalkit.backends.hf import HFBackend
+from evalkit.backends.hf_generate import cut_at_stop
 from evalkit.errors import EvalkitError
 
 
@@ -147,7 +148,8 @@ def test_a_preamble_shared_across_contexts_is_computed_once_with_equal_results(
             for x, y in zip(a, b, strict=True):
                 assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
                 assert x.is_greedy == y.is_greedy
-    assert reuse._prefix is not None and len(reuse._prefix[0]) >= len(preamble)
+    assert reuse.forward.prefix is not None
+    assert len(reuse.forward.prefix[0]) >= len(preamble)
 
 
 def test_gpu_token_budget_follows_free_memory(
@@ -195,4 +197,4 @@ def test_a_stored_preamble_longer_than_the_batch_prefix_is_cropped(random_ckpt: 
         for a, b in zip(reuse.score(batch), plain.score(batch), strict=True):
             for x, y in zip(a, b, strict=True):
                 assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
-    assert reuse._prefix is not None and len(reuse._prefix[0]) > 36
+    assert reuse.forward.prefix is not None and len(reuse.forward.prefix[0]) > 36

@@ -42,7 +42,7 @@ seed: 7
 
 @pytest.fixture(scope="module")
 def tiny_tok() -> Iterator[WindowedTokenizer]:
-    from evalkit.backends.hf import checkpoint_window, load_tokenizer
+    from evalkit.backends.hf_checkpoint import checkpoint_window, load_tokenizer
 
     tok = load_tokenizer(TINY)
     yield WindowedTokenizer(tok, checkpoint_window(TINY, tok))

@@ -249,12 +249,13 @@ def test_random_router_specialisation_covers_the_null(random_moe: Path, tmp_path
 
 @pytest.mark.parametrize("arch", ["mixtral", "qwen2-moe", "qwen3-moe"])
 def test_packed_and_one_by_one_count_the_same_routing(
-    arch: str, random_moe: Path, tmp_path: Path
+    arch: str, random_moe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dataclasses
 
     from arch_models import build
 
+    from evalkit.backends import hf_unpacked
     from evalkit.backends.base import ScoringGroup
     from evalkit.backends.hf import HFBackend
     from evalkit.backends.routing import RouterTap
@@ -289,13 +290,13 @@ def test_packed_and_one_by_one_count_the_same_routing(
 
     backend.plan = dataclasses.replace(backend.plan, path="unpacked", kv_reuse=kv_reuse.ON)
     reused: list[int] = []
-    score_reused = backend._score_reused
+    score_reused = hf_unpacked.score_reused
 
-    def spy(group: ScoringGroup) -> Any:
+    def spy(fw: Any, group: ScoringGroup) -> Any:
         reused.append(len(group.continuations))
-        return score_reused(group)
+        return score_reused(fw, group)
 
-    backend._score_reused = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(hf_unpacked, "score_reused", spy)
     unpacked = counts(backend, [groups])
     assert sum(reused) == sum(len(g.continuations) for g in groups if len(g.continuations) > 1)
     backend.plan = dataclasses.replace(backend.plan, kv_reuse="off (test)")

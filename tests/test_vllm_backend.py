@@ -48,7 +48,8 @@ def hf() -> HFBackend:
 
 
 def _vllm(**kw: Any) -> Any:
-    from evalkit.backends.vllm import VLLMBackend, VLLMOptions
+    from evalkit.backends.vllm import VLLMBackend
+    from evalkit.backends.vllm_options import VLLMOptions
 
     backend = VLLMBackend(TINY_BASE, options=VLLMOptions(**kw))
     backend.llm.calls.clear()  # the start-up probe's request is not what a test counts
@@ -206,7 +207,7 @@ def test_one_engine_is_built_and_options_reach_it(monkeypatch: pytest.MonkeyPatc
 
 
 def test_scoring_step_is_bounded_by_the_memory_for_prompt_logprobs() -> None:
-    from evalkit.backends.vllm import PROMPT_LOGPROB_BYTES, scoring_step_tokens
+    from evalkit.backends.vllm_options import PROMPT_LOGPROB_BYTES, scoring_step_tokens
 
     step = scoring_step_tokens(128_000, 2.0, 8192)
     assert step * 128_000 * PROMPT_LOGPROB_BYTES <= 2 * (1 << 30)
@@ -270,7 +271,7 @@ def test_vllm_runs_on_its_cpu_build_with_cpu_defaults(monkeypatch: pytest.Monkey
     import os
 
     from evalkit.api import load_backend
-    from evalkit.backends.vllm import CPU_MEMORY_SHARE
+    from evalkit.backends.vllm_options import CPU_MEMORY_SHARE
     from evalkit.errors import EvalkitError
 
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm.make_module("new", platform="cpu"))
@@ -323,7 +324,7 @@ def test_trace_replay_is_used_only_when_the_probe_replays(monkeypatch: pytest.Mo
     assert not any(p.trace_decode_token_ids for c in backend.llm.calls for p in c)
     # An engine that refuses the flag at start-up: built again without it.
     monkeypatch.setattr(mod.LLM, "platform", "cpu")
-    monkeypatch.setattr("evalkit.backends.vllm._on_cpu", lambda vllm: False)
+    monkeypatch.setattr("evalkit.backends.vllm.is_cpu_build", lambda vllm: False)
     backend = _vllm()
     assert "refused trace replay" in backend.path.reason
     assert "enable_trace_replay" not in backend.llm.engine_args
@@ -378,7 +379,7 @@ def test_a_rejected_request_is_one_line_exit_2(
 
 
 def test_vllm_options_parse_and_fail_in_one_line() -> None:
-    from evalkit.backends.vllm import VLLMOptions, parse_options
+    from evalkit.backends.vllm_options import VLLMOptions, parse_options
     from evalkit.errors import EvalkitError
 
     opts = parse_options(

@@ -61,7 +61,8 @@ def fake(monkeypatch: pytest.MonkeyPatch, references: list[dict[str, Any]]) -> A
 
 
 def _backend(**kw: Any) -> Any:
-    from evalkit.backends.vllm import VLLMBackend, VLLMOptions
+    from evalkit.backends.vllm import VLLMBackend
+    from evalkit.backends.vllm_options import VLLMOptions
 
     guard = kw.pop("guard", True)
     trust = kw.pop("trust_remote_code", False)

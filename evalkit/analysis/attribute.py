@@ -306,7 +306,7 @@ def family_effects(
         # Few runs per parameter: the run bootstrap draws from a handful of distinct runs (9
         # runs: 6.5% of resamples hold <= 4) and its quantiles are unreliable. Use its SD with
         # a t quantile on the regression's residual degrees of freedom instead.
-        q = S._t_quantile(1 - alpha, dof)
+        q = S.t_quantile(1 - alpha, dof)
         sd = draws.std(axis=0, ddof=1)
         lows, highs = point - q * sd, point + q * sd
     else:

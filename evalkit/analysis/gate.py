@@ -429,7 +429,7 @@ def gate_mde(ev: Evidence, alpha: float, power: float = S.DEFAULT_POWER) -> floa
         return float("nan")
     from statistics import NormalDist
 
-    return float((S._t_quantile(1 - alpha, ev.df) + NormalDist().inv_cdf(power)) * ev.se)
+    return float((S.t_quantile(1 - alpha, ev.df) + NormalDist().inv_cdf(power)) * ev.se)
 
 
 def decide(
@@ -612,7 +612,7 @@ def _evaluate(
 def _result(raw: _Raw, outcome: Outcome, p_ni: float, p_reg: float, correction: str) -> CheckResult:
     c = raw.check
     ev = raw.evidence
-    q = S._t_quantile(1 - c.alpha, ev.df)
+    q = S.t_quantile(1 - c.alpha, ev.df)
     lo_imp, hi_imp = ev.improvement - q * ev.se, ev.improvement + q * ev.se
     ci_low, ci_high = (lo_imp, hi_imp) if raw.hib else (-hi_imp, -lo_imp)
     mde = gate_mde(ev, c.alpha)

@@ -154,7 +154,7 @@ class VLLMParityGuard:
             dtype=self.dtype,
             architecture=self.architecture,
             path="vllm",
-            reference=lambda group: self._backend._plain_logprobs(group),
+            reference=lambda group: self._backend.forward.plain_logprobs(group),
             reference_name=(
                 f"transformers forward ({plan.model_type}, {plan.attn_implementation}, "
                 "float32, CPU), unpacked rows"

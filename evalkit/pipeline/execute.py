@@ -68,7 +68,8 @@ def load_backend(
 ) -> Backend:
     backend = resolve_backend(backend, device)
     if backend == "vllm":
-        from evalkit.backends.vllm import VLLMBackend, parse_options
+        from evalkit.backends.vllm import VLLMBackend
+        from evalkit.backends.vllm_options import parse_options
 
         opts = parse_options(vllm_options, dtype)
         return VLLMBackend(

@@ -131,7 +131,7 @@ def plan(config: RunConfig, output: Output = Output(), runtime: Runtime = Runtim
     text_tokenizer: Any = None
     backend: str | Backend
     if runtime.backend is None:
-        from evalkit.backends.hf import checkpoint_window, load_tokenizer
+        from evalkit.backends.hf_checkpoint import checkpoint_window, load_tokenizer
         from evalkit.hub import check_remote_code, resolve_checkpoint
 
         resolved = resolve_checkpoint(c.checkpoint, c.revision)
