@@ -49,7 +49,7 @@ demo: $(STAMP)
 	rm -rf runs/demo runs/demo-retrieval runs/demo-labels
 	$(BIN)/evalkit score examples/checkpoints/tiny-base --suite transfer --out runs/demo --no-progress
 	# The retrieval control: a long-context grid and an induction effect that are not all zero
-	# (the control's needle grid, 3 items per cell: effective length 192 of its 1024).
+	# (the control's needle grid, 3 items per cell: effective length 256 of its 1024).
 	$(BIN)/evalkit score examples/checkpoints/retrieval-control --no-progress --out runs/demo-retrieval \
 		--tasks-dir examples/tasks --tasks longctx_niah_grid,icl_induction --limit 3
 	# The label control: accuracy falls with the share of flipped in-context labels.
