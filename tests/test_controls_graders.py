@@ -17,7 +17,7 @@ import evalkit
 from evalkit.backends.fake import ByteTokenizer, FakeBackend, NeedleReader
 from evalkit.tasks.probes.docgen import CATEGORIES
 from evalkit.tasks.probes.niah import recall
-from evalkit.tasks.probes.tasks import induction_metrics
+from evalkit.tasks.probes.token_level import induction_metrics
 
 NIAH = ("longctx_niah_single", "longctx_niah_multikey", "longctx_niah_multivalue",
         "longctx_niah_multiquery")  # fmt: skip

@@ -19,7 +19,7 @@ from evalkit.errors import EvalkitError
 from evalkit.report.console import print_run_facts
 from evalkit.tasks.base import ItemResult
 from evalkit.tasks.probes.docgen import CATEGORIES
-from evalkit.tasks.probes.tasks import LabelProbeTask, label_sensitivity, sensitivity_undefined
+from evalkit.tasks.probes.labels import LabelProbeTask, label_sensitivity, sensitivity_undefined
 
 
 def _results(gold: int, rand: int, zero: int, n: int = 24) -> list[ItemResult]:

@@ -16,14 +16,13 @@ from evalkit.errors import EvalkitError
 from evalkit.requests import TokenLogprobs
 from evalkit.tasks.base import ItemResult, MetricSpec, WindowedTokenizer, responses_for
 from evalkit.tasks.probes.common import ProbeSpec, ols_slope
-from evalkit.tasks.probes.tasks import (
-    FewShotCurveTask,
+from evalkit.tasks.probes.fewshot import FewShotCurveTask
+from evalkit.tasks.probes.labels import LabelProbeTask
+from evalkit.tasks.probes.registry import load_probe_spec, make_probe
+from evalkit.tasks.probes.token_level import (
     InductionTask,
-    LabelProbeTask,
     OlssonTask,
     induction_metrics,
-    load_probe_spec,
-    make_probe,
     olsson_positions,
 )
 

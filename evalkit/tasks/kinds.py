@@ -26,7 +26,7 @@ from evalkit.tasks.base import Identity, Task
 from evalkit.tasks.code import CodeTask, load_code_spec
 from evalkit.tasks.native import NativeTask
 from evalkit.tasks.native_spec import REQUEST_SHAPES, load_spec_raw, migrate
-from evalkit.tasks.probes.tasks import load_probe_spec, make_probe
+from evalkit.tasks.probes.registry import load_probe_spec, make_probe
 
 
 class KindSpec(Identity, Protocol):

@@ -1,5 +1,6 @@
-"""What probe tasks share: their YAML spec, summaries computed from per-item results, and
-rendering of multiple-choice documents with templates that fail loudly."""
+"""What probe tasks share: their YAML spec, the base class that checks a probe's keys,
+summaries computed from per-item results, and rendering of multiple-choice documents with
+templates that fail loudly."""
 
 from __future__ import annotations
 
@@ -13,8 +14,20 @@ from typing import Any
 from evalkit import metrics as M
 from evalkit.errors import EvalkitError
 from evalkit.requests import LoglikelihoodResult, Response
-from evalkit.tasks.base import Bucket, ItemResult, MetricSpec, Summary, TagValue  # noqa: F401
+from evalkit.tasks.base import (  # noqa: F401
+    Bucket,
+    Item,
+    ItemResult,
+    MetricSpec,
+    Summary,
+    TagValue,
+    TaskDefaults,
+    TokenizerInfo,
+    items_hash,
+)
 from evalkit.tasks.generators import get_generator
+from evalkit.tasks.specs import FromSpec
+from evalkit.tasks.templates import Renderer
 
 # Per-item metrics every multiple-choice probe reports (all from `evalkit.metrics`).
 MC_METRICS: tuple[MetricSpec, ...] = tuple(
@@ -84,3 +97,60 @@ def mc_values(
         lls.append(r.logprob)
     values = M.multiple_choice(lls, choices, gold, delimiter)
     return tuple(lls), {m.name: values[m.name] for m in MC_METRICS}
+
+
+class Probe(FromSpec, TaskDefaults):
+    """A probe task of a `kind: probe` YAML file: its own keys are checked against `keys`
+    (`required` among them) when it is built, so a typo fails naming the file."""
+
+    spec: ProbeSpec
+
+    source = "native"
+    keys: frozenset[str] = frozenset()
+    required: frozenset[str] = frozenset()
+
+    def __init__(self, spec: ProbeSpec) -> None:
+        self.spec = spec
+        unknown = set(spec.params) - self.keys
+        if unknown:
+            raise EvalkitError(
+                f"malformed task spec {spec.source_file}: unknown key(s) for probe "
+                f"{spec.probe}: {', '.join(sorted(unknown))}"
+            )
+        missing = self.required - set(spec.params)
+        if missing:
+            raise EvalkitError(
+                f"malformed task spec {spec.source_file}: probe {spec.probe} needs "
+                f"{', '.join(sorted(missing))}"
+            )
+        self.r = Renderer(spec.name)
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return MC_METRICS
+
+    @property
+    def summaries(self) -> tuple[Summary, ...]:
+        return ()
+
+    def content_hash(self, items: Sequence[Item]) -> str:
+        return items_hash(items)
+
+    def items(self, limit: int | None = None, tokenizer: TokenizerInfo | None = None) -> list[Item]:
+        raise NotImplementedError
+
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[Response]]
+    ) -> list[ItemResult]:
+        raise NotImplementedError
+
+    def _p(self, key: str, default: Any = None) -> Any:
+        return self.spec.params.get(key, default)
+
+    def _fail(self, message: str) -> EvalkitError:
+        return EvalkitError(f"malformed task spec {self.spec.source_file}: {message}")
+
+    def _need_tokenizer(self, tokenizer: TokenizerInfo | None) -> TokenizerInfo:
+        if tokenizer is None:
+            raise EvalkitError(f"task {self.name} needs the model's tokenizer to build its items")
+        return tokenizer
