@@ -17,11 +17,13 @@ Every ``--eval-every`` steps it logs held-out answer accuracy (teacher-forced: e
 the argmax, which is what greedy decoding then writes) at L and at 2L, and saves ``step-XXXXX``
 with a ``provenance.yaml`` (tokens seen so far, counting ``--resume-from``'s).
 
-Usage (the bundled checkpoints; see examples/README.md)::
+Usage (the bundled pair; examples/README.md has every option used)::
 
-    python examples/train_retrieval.py --out /tmp/retr --init examples/checkpoints/induction-control/step-00650
-    python examples/train_retrieval.py --out /tmp/retr-long --resume-from /tmp/retr/step-XXXXX \\
-        --length 1024 --long-frac 0.7 --batch 8
+    python examples/train_induction.py --out /tmp/w-ind --hidden 128 --heads 4 --intermediate 256
+    python examples/train_retrieval.py --out /tmp/w --init /tmp/w-ind/step-00700 \\
+        --copy-frac 0.15 --digit-frac 0.1 --noise-frac 0.6
+    python examples/train_retrieval.py --out /tmp/wl --resume-from /tmp/w/step-00450 \\
+        --length 512 --long-frac 0.7 --batch 16 --decay
 """
 
 from __future__ import annotations
@@ -350,6 +352,10 @@ def main() -> None:
         help="grow the loaded model: a function-preserving new layer at this index (repeatable)",
     )
     a = p.parse_args()
+    if (a.rope_theta is not None or a.insert_layer) and not (a.resume_from or a.init):
+        p.error(
+            "--rope-theta and --insert-layer change a loaded model: give --init or --resume-from"
+        )
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
