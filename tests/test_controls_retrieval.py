@@ -3,9 +3,9 @@
 `examples/checkpoints/retrieval-control` is a 2-layer tiny Llama (hidden 128, head dim 32) trained
 by `examples/train_retrieval.py` on documents of the needle family's own shape (plus copying and
 copied digit runs) at lengths up to L = 256 tokens inside a 1,024-token window, warm-started from a
-copying stage; `retrieval-long` continues it at up to 2 L with long documents upsampled; the RoPE-scaled copies (no training; made here with
-`examples/rope_scale.py`) are the bolted-on alternative; a random init of the same shape is the
-negative control. All are scored on a subset of `examples/tasks/niah_grid.yaml` (same seed, so
+copying stage; `retrieval-long` continues it at up to 2 L with long documents upsampled; the
+RoPE-scaled copies (no training; made here with `examples/rope_scale.py`) are the bolted-on
+alternative; a random init of the same shape is the negative control. All are scored on a subset of `examples/tasks/niah_grid.yaml` (same seed, so
 the same items as the full grid in docs/longctx.md: 15 per length here, 50 there).
 What is asserted is what the checkpoints show; the numbers are in docs/longctx.md."""
 
