@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
+from evalkit.manifest_records import CheckpointRef
 from evalkit.migrate import score_rows_v1
 from evalkit.provenance import SLICE_FIELDS
 from evalkit.schema import (
     SAMPLE_METRICS,
     SAMPLE_TAGS,
-    CheckpointRef,
     Manifest,
     rows_from_table,
     scores_table,

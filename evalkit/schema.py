@@ -35,20 +35,6 @@ from evalkit.manifest import (  # noqa: F401 - re-exported: the run's schema is 
     manifest_from_json,
     skipped_from_json,
 )
-from evalkit.manifest_records import (  # noqa: F401 - re-exported likewise
-    ChatTemplate,
-    CheckpointRef,
-    Hardware,
-    Hub,
-    RecordedOptions,
-    RecordedProvenance,
-    Routing,
-    Seeds,
-    SkippedTask,
-    SliceRef,
-    Timings,
-    Vocabulary,
-)
 
 SCHEMA_VERSION = 3
 

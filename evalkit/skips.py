@@ -24,7 +24,7 @@ from types import MappingProxyType
 
 from evalkit.engine import Engine, EngineResult
 from evalkit.errors import ContextTooLongError, EvalkitError, TaskCannotRun
-from evalkit.schema import SkippedTask
+from evalkit.manifest_records import SkippedTask
 from evalkit.tasks.base import Item, Task
 
 MANIFEST_KEY = "skipped_tasks"

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import EvalkitError
-from evalkit.schema import CheckpointRef, Manifest
+from evalkit.manifest_records import CheckpointRef
+from evalkit.schema import Manifest
 from evalkit.store import read_run
 
 TRACKERS = ("wandb", "tensorboard")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from evalkit import stats as S
 from evalkit.errors import EvalkitError
-from evalkit.schema import CheckpointRef
+from evalkit.manifest_records import CheckpointRef
 from evalkit.store import RunData
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from evalkit.schema import CheckpointRef
+from evalkit.manifest_records import CheckpointRef
 from evalkit.store import RunData
 
 # Per-item metrics that every multiple-choice task has; anything else a task reports over all its
